@@ -1,0 +1,4 @@
+"""Distillation stage: teacher embedding cache, ACID/ACED selection and losses, training loop.
+
+Built on `siglip2_sdk.core` only.
+"""

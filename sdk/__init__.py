@@ -1,0 +1,43 @@
+"""siglip2-sdk: SigLIP 2 from the data center to the phone.
+
+`import siglip2_sdk` is cheap and torch-free; torch-backed pieces (`load_checkpoint`,
+`save_checkpoint`) import torch when first used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("siglip2-sdk")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+# public name -> module that defines it; loaded on first access so torch stays optional.
+_EXPORTS = {
+    "load_checkpoint": "siglip2_sdk.core.checkpoint",
+    "save_checkpoint": "siglip2_sdk.core.checkpoint",
+    "Tokenizer": "siglip2_sdk.core.tokenizer",
+    "ImagePreprocessing": "siglip2_sdk.core.preprocess",
+    "load_image": "siglip2_sdk.core.preprocess",
+    "preprocess": "siglip2_sdk.core.preprocess",
+    "ModelConfig": "siglip2_sdk.core.config",
+    "PRESETS": "siglip2_sdk.core.config",
+    "Siglip2Error": "siglip2_sdk.core.errors",
+    "ImageLoadError": "siglip2_sdk.core.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'siglip2_sdk' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

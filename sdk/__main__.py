@@ -1,0 +1,3 @@
+from siglip2_sdk.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The command line: help, version, `info`, and one clear line (exit 2) for user errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from test_bundle import make_bundle
+
+from siglip2_sdk import __version__
+from siglip2_sdk.cli import main
+from siglip2_sdk.core.checkpoint import save_checkpoint
+from siglip2_sdk.core.config import preset
+from siglip2_sdk.core.model import build_model
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return save_checkpoint(build_model(preset("tiny")), tmp_path_factory.mktemp("cli") / "ckpt")
+
+
+def test_console_script_prints_version():
+    result = subprocess.run(["siglip2-sdk", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == f"siglip2-sdk {__version__}"
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert "info" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().out
+
+
+def test_info_describes_a_checkpoint(tiny_checkpoint, capsys):
+    assert main(["info", str(tiny_checkpoint), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["kind"] == "checkpoint"
+    assert facts["embedding dim"] == 32
+    assert facts["image preprocessing"]["size"] == [32, 32]
+
+
+def test_info_table_is_readable(tiny_checkpoint, capsys):
+    assert main(["info", str(tiny_checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "parameters" in out and "32px, patch 8" in out
+
+
+def test_info_describes_a_bundle_and_its_integrity(tmp_path, capsys):
+    make_bundle(tmp_path)
+    (tmp_path / "text.onnx").write_bytes(b"damaged!!!")
+    assert main(["info", str(tmp_path), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["kind"] == "bundle" and facts["runtime"] == "onnxruntime"
+    assert "does not match the manifest" in facts["integrity"]
+
+
+def test_user_error_is_one_line_and_exit_2(tmp_path):
+    # A real process, so a traceback anywhere on the way would show in stderr.
+    result = subprocess.run(
+        [sys.executable, "-m", "siglip2_sdk", "info", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": ""},
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "no checkpoint folder" in result.stderr
+
+
+def test_unknown_alias_offline_says_how_to_provide_it(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    assert main(["info", "g16"]) == 2
+    err = capsys.readouterr().err
+    assert "google/siglip2-giant-opt-patch16-256" in err and "hf download" in err
+
+
+def test_bad_flag_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["info"])
+    assert exit_.value.code == 2

@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Re-install whenever the dependency list changes.
+INSTALLED := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+ARTIFACTS ?= artifacts
+
+.PHONY: setup assets demo test test-slow lint clean
+
+setup: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# One resolve for everything: installing the export stack in stages breaks typing-extensions.
+	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+assets: setup
+	$(BIN)/siglip2-sdk assets
+
+demo: setup assets
+	$(BIN)/siglip2-sdk demo --out $(ARTIFACTS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup assets lint
+	$(BIN)/python -m pytest -q
+
+test-slow: setup assets
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) $(ARTIFACTS) .pytest_cache .ruff_cache

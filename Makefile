@@ -3,18 +3,19 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Re-install whenever the dependency list changes.
-INSTALLED := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 ARTIFACTS ?= artifacts
 
 .PHONY: setup assets demo test test-slow lint clean
 
 setup: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# One resolve for everything: installing the export stack in stages breaks typing-extensions.
-	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	# One resolve for everything (installing the export stack in stages breaks typing-extensions),
+	# held to the known-good versions in constraints.txt.
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[all,dev]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

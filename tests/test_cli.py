@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from test_bundle import make_bundle
 
 from siglip2_sdk import __version__
 from siglip2_sdk.cli import main
 from siglip2_sdk.core.checkpoint import save_checkpoint
 from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.model import build_model
+
+from fixtures import make_bundle
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,8 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_console_script_prints_version():
-    result = subprocess.run(["siglip2-sdk", "--version"], capture_output=True, text=True, check=True)
+    script = Path(sys.executable).with_name("siglip2-sdk")  # installed beside the interpreter running us
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == f"siglip2-sdk {__version__}"
 
 

@@ -1,0 +1,108 @@
+"""Reading WebDataset shards in the img2dataset layout (`KEY.jpg`/`.png` + `KEY.txt` and/or
+`KEY.json`), torch-free.
+
+The `webdataset` package imports torch, so readers that must run without it (evaluating a bundle on
+a phone-class box, export calibration) read the tar layout here with `tarfile`; the training loader
+in `distill/` uses `webdataset` itself.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from braceexpand import braceexpand
+
+from .errors import Siglip2Error
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+
+
+@dataclass
+class Example:
+    """One sample of a shard: encoded image bytes and its captions/labels."""
+
+    key: str
+    image: bytes
+    image_ext: str
+    captions: dict[str, str]  # language tag -> caption
+    labels: dict[str, str] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # the whole .json, when there is one
+
+
+def expand_shards(spec: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Shard files from a folder (its *.tar), a glob, a brace pattern ("data/{000000..000099}.tar"),
+    a single file, or a list of these. Raises Siglip2Error when nothing matches."""
+    specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    shards: list[Path] = []
+    for item in specs:
+        for pattern in braceexpand(os.fspath(item)):
+            path = Path(pattern).expanduser()
+            if path.is_dir():
+                shards.extend(sorted(path.glob("*.tar")))
+            elif any(ch in pattern for ch in "*?["):
+                shards.extend(Path(p) for p in sorted(glob.glob(os.path.expanduser(pattern))))
+            else:
+                shards.append(path)
+    missing = [str(p) for p in shards if not p.is_file()]
+    if missing:
+        raise Siglip2Error(
+            f"shard file(s) not found: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+        )
+    if not shards:
+        raise Siglip2Error(f"no .tar shards match {spec!r}")
+    return shards
+
+
+def split_shards(folder: str | os.PathLike, split: str) -> list[Path]:
+    """The shards of one split of a corpus written by `siglip2-sdk data demo` (`{split}-*.tar`)."""
+    shards = sorted(Path(folder).expanduser().glob(f"{split}-*.tar"))
+    if not shards:
+        raise Siglip2Error(f"'{folder}' has no shards for split '{split}' ({split}-*.tar)")
+    return shards
+
+
+def _example(key: str, files: dict[str, bytes]) -> Example | None:
+    ext = next((e for e in IMAGE_EXTENSIONS if e in files), None)
+    if ext is None:
+        return None
+    meta = json.loads(files["json"].decode("utf-8")) if "json" in files else {}
+    captions = dict(meta.get("captions") or {})
+    if not captions and "txt" in files:
+        captions = {"en": files["txt"].decode("utf-8").strip()}
+    elif not captions and isinstance(meta.get("caption"), str):  # img2dataset puts it in the json
+        captions = {"en": meta["caption"]}
+    return Example(key, files[ext], ext, captions, dict(meta.get("labels") or {}), meta)
+
+
+def iter_shard(path: str | os.PathLike) -> Iterator[Example]:
+    """Examples of one tar in file order; members are grouped by key (the name up to the first dot
+    of the base name, as webdataset does). Samples without an image are skipped."""
+    try:
+        with tarfile.open(path, "r") as tar:
+            key, files = None, {}
+            for member in tar:
+                if not member.isfile():
+                    continue
+                directory, _, base = member.name.rpartition("/")
+                stem, _, ext = base.partition(".")
+                member_key = f"{directory}/{stem}" if directory else stem
+                if member_key != key:
+                    if key is not None and (example := _example(key, files)):
+                        yield example
+                    key, files = member_key, {}
+                files[ext.lower()] = tar.extractfile(member).read()
+            if key is not None and (example := _example(key, files)):
+                yield example
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise Siglip2Error(f"cannot read shard '{path}': {exc}") from None
+
+
+def iter_examples(shards: Iterable[str | os.PathLike]) -> Iterator[Example]:
+    for shard in shards:
+        yield from iter_shard(shard)

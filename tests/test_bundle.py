@@ -6,47 +6,10 @@ import json
 
 import pytest
 
-from siglip2_sdk.core.bundle import (
-    FORMAT_VERSION,
-    Manifest,
-    TextPreprocessing,
-    describe_file,
-    read_manifest,
-    verify_bundle,
-    write_manifest,
-)
+from siglip2_sdk.core.bundle import FORMAT_VERSION, Manifest, read_manifest, verify_bundle, write_manifest
 from siglip2_sdk.core.errors import BundleError
-from siglip2_sdk.core.preprocess import ImagePreprocessing
 
-
-def make_bundle(folder, **overrides) -> Manifest:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, payload in {
-        "image.onnx": b"image tower",
-        "text.onnx": b"text tower",
-        "tokenizer.json": b"{}",
-    }.items():
-        (folder / name).write_bytes(payload)
-    fields = dict(
-        model_id="tiny-student",
-        runtime="onnxruntime",
-        precision="int8",
-        quantization="dynamic int8, per-channel weights",
-        embed_dim=32,
-        image=ImagePreprocessing(size=(32, 32)),
-        text=TextPreprocessing(length=16),
-        logit_scale=10.0,
-        logit_bias=-10.0,
-        files={
-            "image_model": describe_file(folder, "image.onnx"),
-            "text_model": describe_file(folder, "text.onnx"),
-            "tokenizer": describe_file(folder, "tokenizer.json"),
-        },
-        parity={"image_cosine_min": 0.999},
-    )
-    manifest = Manifest(**{**fields, **overrides})
-    write_manifest(folder, manifest)
-    return manifest
+from fixtures import make_bundle
 
 
 def test_manifest_round_trips(tmp_path):

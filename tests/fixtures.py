@@ -1,0 +1,81 @@
+"""Small things several test files build: a tiny tokenizer, a tiny checkpoint, a fake corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from siglip2_sdk.core.bundle import Manifest, TextPreprocessing, describe_file, write_manifest
+from siglip2_sdk.core.preprocess import ImagePreprocessing
+from siglip2_sdk.distill.corpus.source import Pair, Source
+
+WORDS = ["<pad>", "<eos>", "<bos>", "<unk>", "a", "red", "green", "blue", "circle", "square", "photo", "of"]
+
+
+def write_tiny_tokenizer(path: Path) -> Path:
+    """A word-level tokenizer.json with the Gemma special ids (pad 0, eos 1), small enough for `tiny`."""
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(path))
+    return path
+
+
+def solid_image(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> Image.Image:
+    return Image.fromarray(np.full((size[1], size[0], 3), color, dtype=np.uint8))
+
+
+def make_bundle(folder, **overrides) -> Manifest:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, payload in {
+        "image.onnx": b"image tower",
+        "text.onnx": b"text tower",
+        "tokenizer.json": b"{}",
+    }.items():
+        (folder / name).write_bytes(payload)
+    fields = dict(
+        model_id="tiny-student",
+        runtime="onnxruntime",
+        precision="int8",
+        quantization="dynamic int8, per-channel weights",
+        embed_dim=32,
+        image=ImagePreprocessing(size=(32, 32)),
+        text=TextPreprocessing(length=16),
+        logit_scale=10.0,
+        logit_bias=-10.0,
+        files={
+            "image_model": describe_file(folder, "image.onnx"),
+            "text_model": describe_file(folder, "text.onnx"),
+            "tokenizer": describe_file(folder, "tokenizer.json"),
+        },
+        parity={"image_cosine_min": 0.999},
+    )
+    manifest = Manifest(**{**fields, **overrides})
+    write_manifest(folder, manifest)
+    return manifest
+
+
+def shapes(root):
+    for i in range(60):
+        yield Pair(
+            source_id=f"shape-{i}",
+            image=solid_image((i * 4, 255 - i * 4, 7)),
+            captions={"en": f"shape {i}", "de": f"form {i}"},
+            labels={"kind": "warm" if i < 30 else "cool"},
+        )
+    yield Pair("shape-copy", solid_image((0, 255, 7)), {"en": "a copy of shape 0"})  # same pixels as shape-0
+
+
+def transparent_big(root):
+    image = Image.new("RGBA", (600, 300), (255, 0, 0, 0))
+    image.paste((0, 0, 255, 255), (0, 0, 300, 300))
+    yield Pair("big", image, {"en": "a blue square on white"})
+
+
+SOURCES = [
+    Source("shapes", "fake-shapes", "CC0-1.0", shapes),
+    Source("big", "fake-big", "MIT", transparent_big),
+    Source("gone", "fake-missing", "MIT", shapes),
+]

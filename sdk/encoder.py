@@ -1,0 +1,117 @@
+"""`Encoder`: embed images and texts with one API, whatever runs the model underneath."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from siglip2_sdk.core.bundle import MANIFEST_NAME
+from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.core.preprocess import ImagePreprocessing, ImageSource, preprocess
+from siglip2_sdk.core.tokenizer import Tokenizer
+from siglip2_sdk.runtimes.base import Backend
+
+
+class Encoder:
+    """L2-normalized SigLIP 2 embeddings of images and texts, plus zero-shot probabilities."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        image_preprocessing: ImagePreprocessing,
+        tokenizer: Tokenizer,
+        model_id: str,
+        dim: int,
+        logit_scale: float,
+        logit_bias: float,
+    ):
+        self.backend = backend
+        self.image_preprocessing = image_preprocessing
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.dim = dim
+        self.logit_scale = logit_scale  # t itself, ready to multiply
+        self.logit_bias = logit_bias
+
+    @property
+    def runtime(self) -> str:
+        return self.backend.runtime
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, runtime: str | None = None, *, threads: int | None = None
+    ) -> Encoder:
+        """A checkpoint folder, HF id or alias (runs on torch); bundles come with their runtimes."""
+        if (Path(path).expanduser() / MANIFEST_NAME).is_file():
+            raise Siglip2Error(
+                f"'{path}' is an exported bundle; this version of siglip2-sdk runs checkpoints only "
+                "(runtime='torch'): pass the checkpoint the bundle was exported from"
+            )
+        if runtime not in (None, "torch"):
+            raise Siglip2Error(
+                f"'{path}' is a checkpoint, which runs on runtime='torch'; for {runtime!r} export it "
+                "first (siglip2-sdk export) and load the bundle"
+            )
+        return cls._from_checkpoint(path, threads)
+
+    @classmethod
+    def _from_checkpoint(cls, path: str | os.PathLike, threads: int | None) -> Encoder:
+        import torch
+
+        from siglip2_sdk.core.checkpoint import load_checkpoint
+        from siglip2_sdk.runtimes.torch_runtime import TorchBackend
+
+        if threads:
+            torch.set_num_threads(threads)
+        model = load_checkpoint(path)
+        tokenizer_file = model.source_dir / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise Siglip2Error(
+                f"checkpoint '{model.source_dir}' has no tokenizer.json: save it with "
+                "save_checkpoint(..., tokenizer_file=...) or copy the Gemma tokenizer.json beside it"
+            )
+        text = model.config.text
+        tokenizer = Tokenizer.from_file(tokenizer_file, length=text.context_length, pad_id=text.pad_id)
+        if tokenizer.vocab_size > text.vocab_size:
+            raise Siglip2Error(
+                f"'{tokenizer_file}' has {tokenizer.vocab_size:,} tokens but the model's vocabulary has "
+                f"{text.vocab_size:,}: this tokenizer does not belong to this checkpoint"
+            )
+        return cls(
+            TorchBackend(model),
+            image_preprocessing=model.image_preprocessing,
+            tokenizer=tokenizer,
+            model_id=str(path),
+            dim=model.config.embed_dim,
+            logit_scale=float(model.logit_scale.detach().exp()),
+            logit_bias=float(model.logit_bias.detach()),
+        )
+
+    def embed_images(self, images: ImageSource | Sequence[ImageSource], batch_size: int = 32) -> np.ndarray:
+        """Paths, encoded bytes, PIL images or uint8 HxWx3 arrays -> float32 (N, D)."""
+        if isinstance(images, ImageSource):
+            images = [images]
+        out = np.empty((len(images), self.dim), dtype=np.float32)
+        for start in range(0, len(images), batch_size):
+            pixels = preprocess(images[start : start + batch_size], self.image_preprocessing)
+            out[start : start + len(pixels)] = self.backend.embed_pixels(pixels)
+        return out
+
+    def embed_texts(self, texts: str | Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Texts -> float32 (N, D)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            out[start : start + batch_size] = self.backend.embed_tokens(
+                self.tokenizer(texts[start : start + batch_size])
+            )
+        return out
+
+    def zero_shot(self, images: ImageSource | Sequence[ImageSource], labels: Sequence[str]) -> np.ndarray:
+        """Sigmoid probability of each label for each image, (N, L), with the model's own t and b."""
+        logits = self.embed_images(images) @ self.embed_texts(labels).T * self.logit_scale + self.logit_bias
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)

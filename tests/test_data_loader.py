@@ -1,0 +1,99 @@
+"""The WebDataset training loader: shapes, caption-language policies, splitting across ranks."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from siglip2_sdk.core.preprocess import ImagePreprocessing
+from siglip2_sdk.core.tokenizer import Tokenizer
+from siglip2_sdk.distill.corpus import build
+from siglip2_sdk.distill.corpus.debian import PackageRoot
+from siglip2_sdk.distill.data import batches, caption_policy, choose_captions, training_pairs
+
+from fixtures import SOURCES, write_tiny_tokenizer
+
+CAPTIONS = {"en": "a red circle", "de": "ein roter kreis", "fr": "un cercle rouge"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("loader")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(build, "locate_package", lambda p: PackageRoot(p, "1", out))
+        build.build_corpus(out / "corpus", SOURCES[:2])
+    return out / "corpus"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return Tokenizer.from_file(write_tiny_tokenizer(tmp_path_factory.mktemp("tok") / "t.json"), length=16)
+
+
+def load(corpus, tokenizer, **kwargs):
+    spec = ImagePreprocessing(size=(32, 32))
+    return list(
+        training_pairs(str(corpus / "train-*.tar"), image_preprocessing=spec, tokenizer=tokenizer, **kwargs)
+    )
+
+
+def test_policies_choose_the_right_captions():
+    rng = random.Random(0)
+    assert choose_captions(CAPTIONS, "en", rng) == ["a red circle"]
+    assert choose_captions(CAPTIONS, "all", rng) == ["ein roter kreis", "a red circle", "un cercle rouge"]
+    assert choose_captions(CAPTIONS, ("fr", "de"), rng) == ["un cercle rouge", "ein roter kreis"]
+    assert choose_captions(CAPTIONS, "sample", rng)[0] in CAPTIONS.values()
+    assert choose_captions({"de": "nur deutsch"}, "en", rng) == []
+    assert caption_policy("en, de") == ("en", "de")
+
+
+def test_pairs_are_preprocessed_and_tokenized(corpus, tokenizer):
+    pairs = load(corpus, tokenizer, policy="en", shuffle=0)
+    pixels, ids, key = pairs[0]
+    assert pixels.shape == (3, 32, 32) and pixels.min() >= -1.0 and pixels.max() <= 1.0
+    assert ids.shape == (16,) and ids.dtype.is_floating_point is False
+    assert isinstance(key, str)
+
+
+def test_all_languages_policy_yields_one_pair_per_caption(corpus, tokenizer):
+    english = load(corpus, tokenizer, policy="en", shuffle=0)
+    everything = load(corpus, tokenizer, policy="all", shuffle=0)
+    shapes = sum(1 for *_, key in english if key)  # every train example has an English caption
+    assert len(everything) > shapes
+
+
+def test_same_seed_same_order_and_other_seed_other_order(corpus, tokenizer):
+    first = [k for *_, k in load(corpus, tokenizer, seed=1)]
+    assert first == [k for *_, k in load(corpus, tokenizer, seed=1)]
+    assert first != [k for *_, k in load(corpus, tokenizer, seed=2)]
+
+
+def test_ranks_read_disjoint_shards_that_cover_the_data(corpus, tokenizer, monkeypatch):
+    # Small shards so that two ranks each get some.
+    spec = ImagePreprocessing(size=(32, 32))
+    shards = sorted(str(p) for p in corpus.glob("*.tar"))
+    seen = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        keys = [
+            k for *_, k in training_pairs(shards, image_preprocessing=spec, tokenizer=tokenizer, shuffle=0)
+        ]
+        seen.append(set(keys))
+    assert seen[0].isdisjoint(seen[1])
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    everything = {
+        k for *_, k in training_pairs(shards, image_preprocessing=spec, tokenizer=tokenizer, shuffle=0)
+    }
+    assert seen[0] | seen[1] == everything
+
+
+def test_batches(corpus, tokenizer):
+    spec = ImagePreprocessing(size=(32, 32))
+    dataset = training_pairs(
+        str(corpus / "train-*.tar"), image_preprocessing=spec, tokenizer=tokenizer, shuffle=0
+    )
+    pixels, ids, keys = next(iter(batches(dataset, batch_size=8)))
+    assert pixels.shape == (8, 3, 32, 32) and ids.shape == (8, 16) and len(keys) == 8

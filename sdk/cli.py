@@ -59,6 +59,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     assets.set_defaults(run=_run_assets)
 
+    data = commands.add_parser(
+        "data",
+        help="build datasets (demo: the offline multilingual corpus)",
+        description="Build datasets. `data demo` makes the offline demo corpus: real multilingual image-text "
+        "pairs from Debian packages (Tux Paint stamps, Noto emoji + PyPI emoji names, Open Clip Art, "
+        "Fashion-MNIST), as WebDataset shards with a generated data card. Packages that are not installed "
+        "are fetched with `apt-get download` and unpacked into the cache (no root needed). A second run "
+        "reuses everything already built.",
+    )
+    data_kinds = data.add_subparsers(dest="kind", metavar="KIND", parser_class=_Parser, required=True)
+    data_demo = data_kinds.add_parser("demo", help="build the offline demo corpus")
+    data_demo.add_argument(
+        "--out", type=Path, default=Path("artifacts/data"), help="output folder (default: artifacts/data)"
+    )
+    data_demo.set_defaults(run=_run_data_demo)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="zero-shot and retrieval metrics of a model on a corpus split",
+        description="Measure a checkpoint (or bundle) on a corpus split: zero-shot top-1/top-5 per label set "
+        "and text->image / image->text Recall@1/5/10 per caption language and over all languages.",
+    )
+    evaluate.add_argument("model", help="checkpoint folder, HF id or alias, or bundle folder")
+    evaluate.add_argument("--data", type=Path, default=Path("artifacts/data"), help="corpus folder")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--runtime", default=None, help="runtime to run a bundle on (default: its own)")
+    evaluate.add_argument(
+        "--languages", default=None, help="comma-separated caption languages (default: all)"
+    )
+    evaluate.add_argument("--limit", type=int, default=None, help="evaluate the first N examples only")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the full results as JSON here")
+    evaluate.set_defaults(run=_run_eval)
+
     demo = commands.add_parser(
         "demo",
         help="run the main job on its embedded default (what `make demo` runs)",
@@ -95,6 +129,73 @@ def _run_assets(args: argparse.Namespace) -> int:
 
     print(fetch_gemma_tokenizer())
     return 0
+
+
+def _progress(iterable, description: str):
+    from rich.progress import track
+
+    return track(iterable, description=description, total=None, transient=False)
+
+
+def _run_data_demo(args: argparse.Namespace) -> int:
+    from siglip2_sdk.distill.corpus.build import build_corpus
+
+    report = build_corpus(args.out, progress=_progress)
+    stats = report.stats
+    for name, reason in report.unavailable.items():
+        print(f"source {name} skipped: {reason}", file=sys.stderr)
+    done = "built" if report.assembled else "already up to date, nothing to do"
+    print(
+        f"corpus {done}: {args.out} — {stats['pairs']:,} pairs "
+        f"({', '.join(f'{k} {v:,}' for k, v in stats['splits'].items())}), "
+        f"{len(stats['languages'])} languages; data card: {args.out / 'README.md'}"
+    )
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from itertools import islice
+
+    from siglip2_sdk.core.shards import iter_examples, split_shards
+    from siglip2_sdk.distill.evaluate import evaluate
+    from siglip2_sdk.encoder import Encoder
+
+    if args.limit is not None and args.limit < 1:
+        raise Siglip2Error(f"--limit must be at least 1, got {args.limit}")
+    encoder = Encoder.load(args.model, runtime=args.runtime)
+    examples = list(islice(iter_examples(split_shards(args.data, args.split)), args.limit))
+    languages = args.languages.split(",") if args.languages else None
+    with Console(stderr=True).status(f"embedding {len(examples):,} {args.split} examples"):
+        results = evaluate(encoder, examples, languages=languages, batch_size=args.batch_size)
+    results = {"model": encoder.model_id, "runtime": encoder.runtime, "split": args.split, **results}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    _print_eval(results)
+    return 0
+
+
+def _print_eval(results: dict) -> None:
+    console = Console()
+    table = Table(title=f"retrieval: {results['model']} ({results['runtime']}), {results['split']} split")
+    for column in ("language", "texts", "images", "t→i R@1", "R@5", "R@10", "i→t R@1", "R@5", "R@10"):
+        table.add_column(column, justify="left" if column == "language" else "right")
+    for language, r in results["retrieval"].items():
+        t2i, i2t = r["text_to_image"], r["image_to_text"]
+        table.add_row(
+            language,
+            str(r["texts"]),
+            str(r["images"]),
+            *(f"{100 * t2i[k]:.1f}" for k in ("R@1", "R@5", "R@10")),
+            *(f"{100 * i2t[k]:.1f}" for k in ("R@1", "R@5", "R@10")),
+        )
+    console.print(table)
+    zero_shot = Table(title="zero-shot classification")
+    for column in ("label set", "classes", "images", "top-1", "top-5"):
+        zero_shot.add_column(column, justify="left" if column == "label set" else "right")
+    for name, r in results["zero_shot"].items():
+        top5 = f"{100 * r['top5']:.1f}" if "top5" in r else "-"
+        zero_shot.add_row(name, str(r["classes"]), str(r["n"]), f"{100 * r['top1']:.1f}", top5)
+    console.print(zero_shot)
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,107 @@
+"""Sigmoid and KD losses against hand-computed values; selection picks what it should."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from siglip2_sdk.distill.losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
+from siglip2_sdk.distill.selection import example_scores, jest_sample, select
+
+
+def log1p_exp(x: float) -> float:  # -log sigmoid(-x)
+    return math.log1p(math.exp(x))
+
+
+def test_sigmoid_loss_matches_hand_computation():
+    image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    text = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    t, b = torch.tensor(10.0), torch.tensor(-10.0)
+    # z = 10 * <img_i, txt_j> - 10: [[0, -4], [-10, -2]]
+    z = [[0.0, -4.0], [-10.0, -2.0]]
+    expected = (
+        log1p_exp(-z[0][0]) + log1p_exp(z[0][1]) + log1p_exp(z[1][0]) + log1p_exp(-z[1][1])
+    ) / 2  # positives on the diagonal pay -log sigmoid(z), negatives -log sigmoid(-z)
+    assert sigmoid_loss(image, text, t, b).item() == pytest.approx(expected, rel=1e-6)
+    torch.testing.assert_close(pair_logits(image, text, t, b), torch.tensor(z))
+
+
+def test_kd_loss_matches_hand_computation_and_is_minimal_at_the_teacher():
+    teacher = torch.tensor([[2.0, -3.0], [-1.0, 0.5]])
+    student = torch.tensor([[0.0, -1.0], [-2.0, 1.0]])
+    p = torch.sigmoid(teacher)
+    expected = (
+        -(p * torch.log(torch.sigmoid(student)) + (1 - p) * torch.log(1 - torch.sigmoid(student))).sum() / 2
+    )
+    assert kd_loss(student, teacher).item() == pytest.approx(expected.item(), rel=1e-6)
+    at_teacher = teacher.clone().requires_grad_(True)
+    kd_loss(at_teacher, teacher).backward()
+    assert at_teacher.grad.abs().max().item() < 1e-7
+
+
+def losses_where_learnable(n: int, learnable: list[int]):
+    """Student finds `learnable` examples hard while the teacher finds them easy; the rest are
+    equally easy for both (nothing to learn) or hard for both (noise)."""
+    student = torch.full((n, n), 0.1)
+    teacher = torch.full((n, n), 0.1)
+    for i in learnable:
+        student[i, i] = 5.0
+        teacher[i, i] = 0.1
+    noisy = [i for i in range(n) if i not in learnable][: n // 4]
+    for i in noisy:
+        student[i, i] = teacher[i, i] = 5.0
+    return student, teacher
+
+
+def test_topk_takes_the_learnable_examples_first():
+    student, teacher = losses_where_learnable(32, learnable=[3, 7, 11, 20])
+    picked = select("topk", student, teacher, 4, generator=torch.Generator().manual_seed(0))
+    assert sorted(picked.tolist()) == [3, 7, 11, 20]
+
+
+def test_easy_reference_takes_what_the_teacher_finds_easiest():
+    student, teacher = losses_where_learnable(8, learnable=[])
+    teacher[5, 5] = 0.0
+    picked = select("topk", student, teacher, 1, score="easy-reference", generator=torch.Generator())
+    assert picked.tolist() == [5]
+
+
+def test_acid_prefers_learnable_examples():
+    student, teacher = losses_where_learnable(64, learnable=list(range(8)))
+    counts = torch.zeros(64)
+    for seed in range(50):
+        picked = select("acid", student, teacher, 8, chunks=4, generator=torch.Generator().manual_seed(seed))
+        assert len(set(picked.tolist())) == 8
+        counts[picked] += 1
+    assert counts[:8].sum() > 0.8 * counts.sum()  # uniform sampling would give 8/64 = 12.5%
+
+
+def test_joint_sampling_picks_examples_that_are_hard_together():
+    # 0 and 1 are unremarkable alone (diagonal 0) but very learnable together (cross terms);
+    # 2 is a little learnable alone. Once 2 or 0 is in, the conditional score pulls the partner in.
+    scores = torch.zeros(6, 6)
+    scores[0, 1] = scores[1, 0] = 20.0
+    scores[0, 0] = 30.0  # 0 is the first pick
+    picked = jest_sample(scores, size=2, chunks=2, generator=torch.Generator().manual_seed(0))
+    assert picked.tolist() == [0, 1]
+    # Top-k by per-example score would also see the row/column sums; a matrix with the same
+    # per-example scores but no pairing gives the joint sampler nothing to pair.
+    assert example_scores(scores)[0] > example_scores(scores)[2]
+
+
+def test_none_is_uniform():
+    counts = torch.zeros(10)
+    generator = torch.Generator().manual_seed(0)
+    student, teacher = losses_where_learnable(10, learnable=[0])
+    for _ in range(2000):
+        counts[select("none", student, teacher, 3, generator=generator)] += 1
+    frequencies = counts / counts.sum()
+    assert (frequencies - 0.1).abs().max() < 0.02
+
+
+def test_pair_losses_put_positives_on_the_diagonal():
+    logits = torch.tensor([[3.0, 3.0], [3.0, 3.0]])
+    losses = pair_losses(logits)
+    assert losses[0, 0] < losses[0, 1]  # a high logit is good for a positive, bad for a negative

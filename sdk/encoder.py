@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from siglip2_sdk.core import embedding
 from siglip2_sdk.core.bundle import MANIFEST_NAME
 from siglip2_sdk.core.errors import Siglip2Error
-from siglip2_sdk.core.preprocess import ImagePreprocessing, ImageSource, preprocess
+from siglip2_sdk.core.preprocess import ImagePreprocessing, ImageSource
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.runtimes.base import Backend
 
@@ -93,23 +94,13 @@ class Encoder:
 
     def embed_images(self, images: ImageSource | Sequence[ImageSource], batch_size: int = 32) -> np.ndarray:
         """Paths, encoded bytes, PIL images or uint8 HxWx3 arrays -> float32 (N, D)."""
-        if isinstance(images, ImageSource):
-            images = [images]
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        for start in range(0, len(images), batch_size):
-            pixels = preprocess(images[start : start + batch_size], self.image_preprocessing)
-            out[start : start + len(pixels)] = self.backend.embed_pixels(pixels)
-        return out
+        return embedding.embed_images(
+            images, self.image_preprocessing, self.backend.embed_pixels, self.dim, batch_size
+        )
 
     def embed_texts(self, texts: str | Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Texts -> float32 (N, D)."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            out[start : start + batch_size] = self.backend.embed_tokens(
-                self.tokenizer(texts[start : start + batch_size])
-            )
-        return out
+        return embedding.embed_texts(texts, self.tokenizer, self.backend.embed_tokens, self.dim, batch_size)
 
     def zero_shot(self, images: ImageSource | Sequence[ImageSource], labels: Sequence[str]) -> np.ndarray:
         """Sigmoid probability of each label for each image, (N, L), with the model's own t and b."""

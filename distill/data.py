@@ -33,17 +33,19 @@ def caption_policy(spec: str) -> str | tuple[str, ...]:
     return languages
 
 
-def choose_captions(captions: dict[str, str], policy: str | tuple[str, ...], rng: random.Random) -> list[str]:
-    """The captions of one example that become training pairs under `policy`."""
+def choose_captions(
+    captions: dict[str, str], policy: str | tuple[str, ...], rng: random.Random
+) -> list[tuple[str, str]]:
+    """The (language, caption) pairs of one example that become training pairs under `policy`."""
     if policy == "en":
-        chosen = [captions.get("en", "")]
+        languages = ["en"]
     elif policy == "all":
-        chosen = [captions[lang] for lang in sorted(captions)]
+        languages = sorted(captions)
     elif policy == "sample":
-        chosen = [captions[rng.choice(sorted(captions))]] if captions else []
+        languages = [rng.choice(sorted(captions))] if captions else []
     else:
-        chosen = [captions[lang] for lang in policy if lang in captions]
-    return [caption for caption in chosen if caption]
+        languages = list(policy)
+    return [(lang, captions[lang]) for lang in languages if captions.get(lang)]
 
 
 def _captions(sample: dict) -> dict[str, str]:
@@ -64,7 +66,7 @@ def _pairs(
     spec: ImagePreprocessing,
     tokenizer: Tokenizer,
     seed: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, str, str]]:
     for sample in samples:
         image = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
         key = sample["__key__"]
@@ -73,8 +75,8 @@ def _pairs(
         if image is None or not captions:
             continue
         pixels = torch.from_numpy(preprocess_one(image, spec))
-        for ids in tokenizer(captions):
-            yield pixels, torch.from_numpy(np.ascontiguousarray(ids)), key
+        for (language, _), ids in zip(captions, tokenizer([c for _, c in captions]), strict=True):
+            yield pixels, torch.from_numpy(np.ascontiguousarray(ids)), key, language
 
 
 def training_pairs(
@@ -86,7 +88,8 @@ def training_pairs(
     shuffle: int = 1000,
     seed: int = 0,
 ) -> wds.WebDataset:
-    """An iterable of (pixels float32 (3,H,W), input_ids int64 (L,), key), split by rank and worker.
+    """An iterable of (pixels float32 (3,H,W), input_ids int64 (L,), key, language), split by rank
+    and worker.
 
     `seed` drives shard order, the sample shuffle buffer and the caption draw: change it per epoch.
     """
@@ -105,5 +108,5 @@ def training_pairs(
 
 
 def batches(dataset: wds.WebDataset, batch_size: int, num_workers: int = 0) -> wds.WebLoader:
-    """Batched loader: (pixels (B,3,H,W), input_ids (B,L), keys). Incomplete final batches are kept."""
+    """Batched loader: (pixels (B,3,H,W), input_ids (B,L), keys, languages); the last batch may be short."""
     return wds.WebLoader(dataset.batched(batch_size, partial=True), batch_size=None, num_workers=num_workers)

@@ -40,33 +40,37 @@ def load(corpus, tokenizer, **kwargs):
 
 def test_policies_choose_the_right_captions():
     rng = random.Random(0)
-    assert choose_captions(CAPTIONS, "en", rng) == ["a red circle"]
-    assert choose_captions(CAPTIONS, "all", rng) == ["ein roter kreis", "a red circle", "un cercle rouge"]
-    assert choose_captions(CAPTIONS, ("fr", "de"), rng) == ["un cercle rouge", "ein roter kreis"]
-    assert choose_captions(CAPTIONS, "sample", rng)[0] in CAPTIONS.values()
+    assert choose_captions(CAPTIONS, "en", rng) == [("en", "a red circle")]
+    assert [lang for lang, _ in choose_captions(CAPTIONS, "all", rng)] == ["de", "en", "fr"]
+    assert choose_captions(CAPTIONS, ("fr", "de"), rng) == [
+        ("fr", "un cercle rouge"),
+        ("de", "ein roter kreis"),
+    ]
+    ((language, caption),) = choose_captions(CAPTIONS, "sample", rng)
+    assert CAPTIONS[language] == caption
     assert choose_captions({"de": "nur deutsch"}, "en", rng) == []
     assert caption_policy("en, de") == ("en", "de")
 
 
 def test_pairs_are_preprocessed_and_tokenized(corpus, tokenizer):
     pairs = load(corpus, tokenizer, policy="en", shuffle=0)
-    pixels, ids, key = pairs[0]
+    pixels, ids, key, language = pairs[0]
     assert pixels.shape == (3, 32, 32) and pixels.min() >= -1.0 and pixels.max() <= 1.0
     assert ids.shape == (16,) and ids.dtype.is_floating_point is False
-    assert isinstance(key, str)
+    assert isinstance(key, str) and language == "en"
 
 
 def test_all_languages_policy_yields_one_pair_per_caption(corpus, tokenizer):
     english = load(corpus, tokenizer, policy="en", shuffle=0)
     everything = load(corpus, tokenizer, policy="all", shuffle=0)
-    shapes = sum(1 for *_, key in english if key)  # every train example has an English caption
-    assert len(everything) > shapes
+    assert {lang for *_, lang in everything} == {"en", "de"}
+    assert len(everything) > len(english)
 
 
 def test_same_seed_same_order_and_other_seed_other_order(corpus, tokenizer):
-    first = [k for *_, k in load(corpus, tokenizer, seed=1)]
-    assert first == [k for *_, k in load(corpus, tokenizer, seed=1)]
-    assert first != [k for *_, k in load(corpus, tokenizer, seed=2)]
+    first = [k for _, _, k, _ in load(corpus, tokenizer, seed=1)]
+    assert first == [k for _, _, k, _ in load(corpus, tokenizer, seed=1)]
+    assert first != [k for _, _, k, _ in load(corpus, tokenizer, seed=2)]
 
 
 def test_ranks_read_disjoint_shards_that_cover_the_data(corpus, tokenizer, monkeypatch):
@@ -78,14 +82,15 @@ def test_ranks_read_disjoint_shards_that_cover_the_data(corpus, tokenizer, monke
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
         keys = [
-            k for *_, k in training_pairs(shards, image_preprocessing=spec, tokenizer=tokenizer, shuffle=0)
+            k
+            for _, _, k, _ in training_pairs(shards, image_preprocessing=spec, tokenizer=tokenizer, shuffle=0)
         ]
         seen.append(set(keys))
     assert seen[0].isdisjoint(seen[1])
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
     everything = {
-        k for *_, k in training_pairs(shards, image_preprocessing=spec, tokenizer=tokenizer, shuffle=0)
+        k for _, _, k, _ in training_pairs(shards, image_preprocessing=spec, tokenizer=tokenizer, shuffle=0)
     }
     assert seen[0] | seen[1] == everything
 
@@ -95,5 +100,5 @@ def test_batches(corpus, tokenizer):
     dataset = training_pairs(
         str(corpus / "train-*.tar"), image_preprocessing=spec, tokenizer=tokenizer, shuffle=0
     )
-    pixels, ids, keys = next(iter(batches(dataset, batch_size=8)))
-    assert pixels.shape == (8, 3, 32, 32) and ids.shape == (8, 16) and len(keys) == 8
+    pixels, ids, keys, languages = next(iter(batches(dataset, batch_size=8)))
+    assert pixels.shape == (8, 3, 32, 32) and ids.shape == (8, 16) and len(keys) == len(languages) == 8

@@ -9,8 +9,9 @@ import pytest
 from siglip2_sdk.core.shards import iter_examples, split_shards
 from siglip2_sdk.distill.corpus import build
 from siglip2_sdk.distill.corpus.debian import PackageRoot, SourceUnavailable
+from siglip2_sdk.distill.corpus.source import Pair, Source
 
-from fixtures import SOURCES
+from fixtures import SOURCES, solid_image
 
 
 @pytest.fixture
@@ -77,3 +78,15 @@ def test_split_is_a_function_of_the_pixels(fake_packages, tmp_path):
         a = sorted(e.key for e in iter_examples(split_shards(tmp_path / "a", split)))
         b = sorted(e.key for e in iter_examples(split_shards(tmp_path / "b", split)))
         assert a == b
+
+
+def test_repeated_captions_are_capped_per_source(fake_packages, tmp_path):
+    def stars(root):
+        for i in range(10):
+            yield Pair(f"star-{i}", solid_image((i * 20, 0, 0)), {"en": "star: stars, shapes"})
+
+    report = build.build_corpus(
+        tmp_path / "corpus", [Source("stars", "fake-stars", "CC0-1.0", stars, max_per_caption=3)]
+    )
+    assert report.stats["pairs"] == 3
+    assert report.stats["sources"]["stars"]["caption_repeats_dropped"] == 7

@@ -16,6 +16,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,8 +162,13 @@ def render_source(
     return path, version_text, True
 
 
-def _fingerprint(source_tars: list[Path]) -> str:
-    parts = [f"assembly={ASSEMBLY_VERSION}", f"max_side={MAX_SIDE}", f"shard_size={SHARD_SIZE}"]
+def _fingerprint(source_tars: list[Path], caps: dict[str, int]) -> str:
+    parts = [
+        f"assembly={ASSEMBLY_VERSION}",
+        f"max_side={MAX_SIDE}",
+        f"shard_size={SHARD_SIZE}",
+        f"caps={caps}",
+    ]
     parts += [f"{p.name}:{p.stat().st_size}" for p in sorted(source_tars)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -181,27 +187,43 @@ def _up_to_date(out: Path, fingerprint: str) -> bool:
     )
 
 
-def assemble(out: Path, source_tars: list[Path]) -> dict:
-    """Dedupe, split, write shards and the data card; old shards are replaced only at the end."""
-    seen: set[str] = set()
-    by_split: dict[str, list[Record]] = {name: [] for name, _ in SPLITS}
-    duplicates: dict[str, int] = {}
+def _unique(source_tars: list[Path], caps: dict[str, int]) -> tuple[list[Record], Counter, Counter]:
+    """Records without duplicate images, and at most caps[source] images per repeated caption
+    (the first ones by key, so the choice is the same on every machine)."""
+    records, seen, duplicates = [], set(), Counter()
     for tar in source_tars:
         for record in _read_tar(tar):
             if record.key in seen:
-                duplicates[record.meta["source"]] = duplicates.get(record.meta["source"], 0) + 1
-                continue
-            seen.add(record.key)
-            by_split[record.split].append(record)
+                duplicates[record.meta["source"]] += 1
+            else:
+                seen.add(record.key)
+                records.append(record)
+    kept, per_caption, repeats = [], Counter(), Counter()
+    for record in sorted(records, key=lambda r: r.key):
+        source = record.meta["source"]
+        caption = (source, record.meta["captions"].get("en"))
+        per_caption[caption] += 1
+        if source in caps and per_caption[caption] > caps[source]:
+            repeats[source] += 1
+        else:
+            kept.append(record)
+    return kept, duplicates, repeats
+
+
+def assemble(out: Path, source_tars: list[Path], caps: dict[str, int]) -> dict:
+    """Dedupe, split, write shards and the data card; old shards are replaced only at the end."""
+    records, duplicates, repeats = _unique(source_tars, caps)
+    by_split: dict[str, list[Record]] = {name: [] for name, _ in SPLITS}
+    for record in records:
+        by_split[record.split].append(record)
 
     staging = Path(tempfile.mkdtemp(prefix=".shards.", dir=out))
     try:
         shard_names = []
-        for split, records in by_split.items():
-            records.sort(key=lambda r: r.key)  # stable order on every machine
-            for start in range(0, len(records), SHARD_SIZE):
+        for split, split_records in by_split.items():  # in key order: the same on every machine
+            for start in range(0, len(split_records), SHARD_SIZE):
                 name = f"{split}-{start // SHARD_SIZE:06d}.tar"
-                _write_tar(staging / name, records[start : start + SHARD_SIZE])
+                _write_tar(staging / name, split_records[start : start + SHARD_SIZE])
                 shard_names.append(name)
         for old in out.glob("*.tar"):
             old.unlink()
@@ -209,7 +231,7 @@ def assemble(out: Path, source_tars: list[Path]) -> dict:
             (staging / name).replace(out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"by_split": by_split, "duplicates": duplicates, "shards": shard_names}
+    return {"by_split": by_split, "duplicates": duplicates, "repeats": repeats, "shards": shard_names}
 
 
 def build_corpus(
@@ -234,11 +256,12 @@ def build_corpus(
         source_tars.append(tar)
         available.append(source)
 
-    fingerprint = _fingerprint(source_tars)
+    caps = {source.name: source.max_per_caption for source in available if source.max_per_caption}
+    fingerprint = _fingerprint(source_tars, caps)
     if _up_to_date(out, fingerprint):
         report.stats = json.loads((out / "stats.json").read_text())
         return report
-    written = assemble(out, source_tars)
+    written = assemble(out, source_tars, caps)
     report.stats = write_card(
         out,
         splits=written["by_split"],
@@ -246,6 +269,7 @@ def build_corpus(
         versions=versions,
         unavailable=report.unavailable,
         duplicates=written["duplicates"],
+        repeats=written["repeats"],
         shards=written["shards"],
         fingerprint=fingerprint,
     )

@@ -29,6 +29,7 @@ def compute_stats(
     versions: dict[str, str],
     unavailable: dict[str, str],
     duplicates: dict[str, int],
+    repeats: dict[str, int],
     shards: list[str],
     fingerprint: str,
 ) -> dict:
@@ -54,6 +55,8 @@ def compute_stats(
                 "license": source.license,
                 "pairs": dict(Counter(split for split, _ in per_source[source.name])),
                 "duplicates_dropped": duplicates.get(source.name, 0),
+                "caption_repeats_dropped": repeats.get(source.name, 0),
+                "max_per_caption": source.max_per_caption,
                 "image_size": _image_sizes([record for _, record in per_source[source.name]]),
             }
             for source in sources
@@ -88,7 +91,7 @@ def render_readme(stats: dict) -> str:
         "",
         "| source | package | version | license | "
         + " | ".join(split_names)
-        + " | duplicates dropped | image size (min / max) |",
+        + " | dropped: duplicate image / repeated caption | image size (min / max) |",
         "| --- | --- | --- | --- | " + " | ".join("---" for _ in split_names) + " | --- | --- |",
     ]
     for name, source in stats["sources"].items():
@@ -97,7 +100,7 @@ def render_readme(stats: dict) -> str:
         counts = " | ".join(f"{source['pairs'].get(s, 0):,}" for s in split_names)
         lines.append(
             f"| {name} | `{source['package']}` | {source['version']} | {source['license']} | {counts} | "
-            f"{source['duplicates_dropped']} | {size_text} |"
+            f"{source['duplicates_dropped']} / {source['caption_repeats_dropped']} | {size_text} |"
         )
     for name, reason in stats["unavailable"].items():
         lines.append(f"| {name} | – | – | – | unavailable: {reason} |")

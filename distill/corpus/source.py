@@ -27,5 +27,8 @@ class Source:
     # for an extra package that cannot be had: the reader does without, e.g. leaves labels out).
     read: Callable[..., Iterator[Pair]]
     extra_packages: tuple[str, ...] = ()
+    # Keep at most this many images per identical English caption (None: all). Many images under one
+    # caption are false negatives for each other in a contrastive batch and blur retrieval metrics.
+    max_per_caption: int | None = None
     # Bump when the reader changes what it yields, so cached renders of this source are rebuilt.
     reader_version: int = 1

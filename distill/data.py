@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -60,23 +62,43 @@ def _captions(sample: dict) -> dict[str, str]:
     return {}
 
 
-def _pairs(
-    samples: Iterator[dict],
-    policy: str | tuple[str, ...],
-    spec: ImagePreprocessing,
-    tokenizer: Tokenizer,
-    seed: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, str, str]]:
+@dataclass(frozen=True)
+class CaptionItem:
+    """One training pair before decoding: the image still encoded, the caption still text."""
+
+    key: str
+    image: bytes
+    language: str
+    caption: str
+
+
+def _raw_samples(
+    shards: str | Sequence[str], *, shuffle: int, seed: int, split_by_rank: bool
+) -> wds.WebDataset:
+    urls = [str(p) for p in expand_shards(shards)]
+    keep_all = lambda urls: urls  # noqa: E731  (every rank and worker reads the whole stream)
+    dataset = wds.WebDataset(
+        urls,
+        shardshuffle=len(urls) if shuffle else False,
+        nodesplitter=wds.split_by_node if split_by_rank else keep_all,
+        workersplitter=wds.split_by_worker if split_by_rank else keep_all,
+        seed=seed,
+        empty_check=False,  # a rank or worker with no shard simply yields nothing
+    )
+    return dataset.shuffle(shuffle, rng=random.Random(seed)) if shuffle else dataset
+
+
+def _caption_items(
+    samples: Iterator[dict], policy: str | tuple[str, ...], seed: int
+) -> Iterator[CaptionItem]:
     for sample in samples:
         image = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
         key = sample["__key__"]
-        # Seeded per example, so the chosen language does not depend on worker or shard order.
-        captions = choose_captions(_captions(sample), policy, random.Random(f"{seed}:{key}"))
-        if image is None or not captions:
+        if image is None:
             continue
-        pixels = torch.from_numpy(preprocess_one(image, spec))
-        for (language, _), ids in zip(captions, tokenizer([c for _, c in captions]), strict=True):
-            yield pixels, torch.from_numpy(np.ascontiguousarray(ids)), key, language
+        # Seeded per example, so the chosen language does not depend on worker or shard order.
+        for language, caption in choose_captions(_captions(sample), policy, random.Random(f"{seed}:{key}")):
+            yield CaptionItem(key, image, language, caption)
 
 
 def training_pairs(
@@ -88,23 +110,81 @@ def training_pairs(
     shuffle: int = 1000,
     seed: int = 0,
 ) -> wds.WebDataset:
-    """An iterable of (pixels float32 (3,H,W), input_ids int64 (L,), key, language), split by rank
-    and worker.
+    """An iterable of (pixels float32 (3,H,W), input_ids int64 (L,), key, language), shards split by
+    rank and worker (each process reads its own shards).
 
     `seed` drives shard order, the sample shuffle buffer and the caption draw: change it per epoch.
     """
-    urls = [str(p) for p in expand_shards(shards)]
-    dataset = wds.WebDataset(
-        urls,
-        shardshuffle=len(urls) if shuffle else False,
-        nodesplitter=wds.split_by_node,
-        workersplitter=wds.split_by_worker,
-        seed=seed,
-        empty_check=False,  # a rank or worker with no shard simply yields nothing
+
+    def decode(samples: Iterator[dict]) -> Iterator[tuple[torch.Tensor, torch.Tensor, str, str]]:
+        for item in _caption_items(samples, policy, seed):
+            pixels = torch.from_numpy(preprocess_one(item.image, image_preprocessing))
+            yield pixels, torch.from_numpy(tokenizer(item.caption)[0]), item.key, item.language
+
+    return _raw_samples(shards, shuffle=shuffle, seed=seed, split_by_rank=True).compose(decode)
+
+
+@dataclass
+class SuperBatch:
+    """One step's candidates. `keys`/`languages` cover the whole (global) super-batch; `pixels` and
+    `input_ids` only this rank's contiguous slice `local`."""
+
+    keys: list[str]
+    languages: list[str]
+    local: slice
+    pixels: torch.Tensor
+    input_ids: torch.Tensor
+
+
+def super_batches(
+    shards: str | Sequence[str],
+    *,
+    size: int,
+    image_preprocessing: ImagePreprocessing,
+    tokenizer: Tokenizer,
+    policy: str | tuple[str, ...] = "sample",
+    shuffle: int = 1000,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    skip: int = 0,
+    threads: int = 4,
+) -> Iterator[SuperBatch]:
+    """The trainer's stream: one global sequence of caption items, the same on every rank, cut into
+    super-batches of `size`; rank r decodes only its slice, so W processes train on exactly the
+    batches one process would. Full super-batches only (selection needs its candidates). The first
+    `skip` super-batches are passed over without decoding (resume)."""
+    if size % world_size:
+        raise Siglip2Error(
+            f"super-batch size {size} must be divisible by the number of processes {world_size}"
+        )
+    per_rank = size // world_size
+    local = slice(rank * per_rank, (rank + 1) * per_rank)
+    items = _caption_items(
+        iter(_raw_samples(shards, shuffle=shuffle, seed=seed, split_by_rank=False)), policy, seed
     )
-    if shuffle:
-        dataset = dataset.shuffle(shuffle, rng=random.Random(seed))
-    return dataset.compose(lambda samples: _pairs(samples, policy, image_preprocessing, tokenizer, seed))
+    with ThreadPoolExecutor(threads) as pool:  # Pillow decodes and resizes with the GIL released
+        for index, group in enumerate(_chunks(items, size)):
+            if index < skip:
+                continue
+            mine = group[local]
+            pixels = list(pool.map(lambda item: preprocess_one(item.image, image_preprocessing), mine))
+            yield SuperBatch(
+                keys=[item.key for item in group],
+                languages=[item.language for item in group],
+                local=local,
+                pixels=torch.from_numpy(np.stack(pixels)),
+                input_ids=torch.from_numpy(tokenizer([item.caption for item in mine])),
+            )
+
+
+def _chunks(items: Iterator[CaptionItem], size: int) -> Iterator[list[CaptionItem]]:
+    group = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
 
 
 def batches(dataset: wds.WebDataset, batch_size: int, num_workers: int = 0) -> wds.WebLoader:

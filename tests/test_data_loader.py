@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 
 from siglip2_sdk.core.preprocess import ImagePreprocessing
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.distill.corpus import build
 from siglip2_sdk.distill.corpus.debian import PackageRoot
-from siglip2_sdk.distill.data import batches, caption_policy, choose_captions, training_pairs
+from siglip2_sdk.distill.data import batches, caption_policy, choose_captions, super_batches, training_pairs
 
 from fixtures import SOURCES, write_tiny_tokenizer
 
@@ -102,3 +103,27 @@ def test_batches(corpus, tokenizer):
     )
     pixels, ids, keys, languages = next(iter(batches(dataset, batch_size=8)))
     assert pixels.shape == (8, 3, 32, 32) and ids.shape == (8, 16) and len(keys) == len(languages) == 8
+
+
+def stream(corpus, tokenizer, **kwargs):
+    spec = ImagePreprocessing(size=(32, 32))
+    return list(
+        super_batches(str(corpus / "*.tar"), size=8, image_preprocessing=spec, tokenizer=tokenizer, **kwargs)
+    )
+
+
+def test_two_ranks_hold_exactly_the_slices_of_the_one_process_stream(corpus, tokenizer):
+    single = stream(corpus, tokenizer, seed=3)
+    ranks = [stream(corpus, tokenizer, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    assert len(single) == len(ranks[0]) == len(ranks[1]) > 2
+    for whole, first, second in zip(single, *ranks, strict=True):
+        assert whole.keys == first.keys == second.keys
+        assert torch.equal(torch.cat([first.pixels, second.pixels]), whole.pixels)
+        assert torch.equal(torch.cat([first.input_ids, second.input_ids]), whole.input_ids)
+
+
+def test_skip_resumes_the_same_stream(corpus, tokenizer):
+    full = stream(corpus, tokenizer, seed=4)
+    resumed = stream(corpus, tokenizer, seed=4, skip=2)
+    assert [b.keys for b in resumed] == [b.keys for b in full[2:]]
+    assert torch.equal(resumed[0].pixels, full[2].pixels)

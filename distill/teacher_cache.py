@@ -1,0 +1,183 @@
+"""The teacher's embeddings of a dataset, computed once and kept on disk (fp16).
+
+The teacher never needs a backward pass, so distillation reads its embeddings from here instead of
+running it. Layout: one `part-NNNNNN.safetensors` per input shard (image and caption embeddings, with
+the keys in the file's metadata), written atomically, plus `manifest.json`. A killed run resumes at
+the first missing part; under torchrun each rank embeds its own shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from siglip2_sdk.core import embedding
+from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.core.fileio import atomic_write_text
+from siglip2_sdk.core.model import SiglipModel
+from siglip2_sdk.core.preprocess import ImagePreprocessing
+from siglip2_sdk.core.shards import iter_shard
+from siglip2_sdk.core.tokenizer import Tokenizer
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+def data_fingerprint(shards: Sequence[Path]) -> str:
+    """Names and sizes of the shards, in order: cheap, and changes when the data does."""
+    listing = "\n".join(f"{Path(s).name}:{Path(s).stat().st_size}" for s in shards)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def _part_name(index: int) -> str:
+    return f"part-{index:06d}.safetensors"
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """What identifies a cache: the teacher, its scores' t and b, and the data it embedded."""
+
+    teacher: str
+    dim: int
+    logit_scale: float  # t itself
+    logit_bias: float
+    fingerprint: str
+    shards: list[str]
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "captions": "all", **self.__dict__}
+
+
+def model_runner(model: SiglipModel, kind: str) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy in, numpy out: the model's image or text tower, no grad, on the model's device."""
+    device = next(model.parameters()).device
+    encode = model.encode_image if kind == "image" else model.encode_text
+
+    @torch.inference_mode()
+    def run(batch: np.ndarray) -> np.ndarray:
+        return encode(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    return run
+
+
+def _check_manifest(out: Path, info: TeacherInfo) -> None:
+    path = out / MANIFEST
+    if not path.is_file():
+        return
+    found = json.loads(path.read_text())
+    if found.get("teacher") != info.teacher or found.get("fingerprint") != info.fingerprint:
+        raise Siglip2Error(
+            f"teacher cache '{out}' was made for teacher {found.get('teacher')!r} on other data "
+            f"(fingerprint {found.get('fingerprint')}); pass another cache folder or delete this one"
+        )
+
+
+def embed_dataset(
+    model: SiglipModel,
+    tokenizer: Tokenizer,
+    spec: ImagePreprocessing,
+    shards: Sequence[Path],
+    out: Path,
+    *,
+    teacher_id: str,
+    batch_size: int = 64,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: Callable[[Iterable, str], Iterable] = lambda it, _: it,
+) -> TeacherInfo:
+    """Embed every image and every caption (all languages) of `shards` into `out`.
+
+    Parts already on disk are kept (resume). Rank r embeds shards r, r + W, ...; the manifest is
+    written by the caller once every rank is done (see `finish`)."""
+    info = TeacherInfo(
+        teacher=teacher_id,
+        dim=model.config.embed_dim,
+        logit_scale=float(model.logit_scale.detach().exp()),
+        logit_bias=float(model.logit_bias.detach()),
+        fingerprint=data_fingerprint(shards),
+        shards=[Path(s).name for s in shards],
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    _check_manifest(out, info)
+    run_image, run_text = model_runner(model, "image"), model_runner(model, "text")
+    mine = [i for i in range(len(shards)) if i % world_size == rank and not (out / _part_name(i)).is_file()]
+    for index in progress(mine, f"teacher embeddings (rank {rank})"):
+        examples = list(iter_shard(shards[index]))
+        texts = [(e.key, lang, caption) for e in examples for lang, caption in sorted(e.captions.items())]
+        images = embedding.embed_images([e.image for e in examples], spec, run_image, info.dim, batch_size)
+        captions = embedding.embed_texts(
+            [c for *_, c in texts], tokenizer, run_text, info.dim, 4 * batch_size
+        )
+        tensors = {
+            "image": torch.from_numpy(images).half(),
+            "text": torch.from_numpy(captions).half(),
+        }
+        metadata = {
+            "keys": json.dumps([e.key for e in examples]),
+            "texts": json.dumps([[key, lang] for key, lang, _ in texts]),
+        }
+        staged = out / f".{_part_name(index)}.{os.getpid()}"
+        save_file(tensors, staged, metadata=metadata)
+        staged.replace(out / _part_name(index))  # a part appears whole or not at all
+    return info
+
+
+def finish(out: Path, info: TeacherInfo) -> None:
+    """Mark the cache complete once every part exists."""
+    missing = [s for i, s in enumerate(info.shards) if not (out / _part_name(i)).is_file()]
+    if missing:
+        raise Siglip2Error(
+            f"teacher cache '{out}' is missing parts for {len(missing)} shard(s), e.g. {missing[0]}"
+        )
+    atomic_write_text(out / MANIFEST, json.dumps(info.to_dict(), indent=2) + "\n")
+
+
+class TeacherCache:
+    """Read side: the teacher's embeddings by example key (images) and (key, language) (captions)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        path = self.folder / MANIFEST
+        if not path.is_file():
+            raise Siglip2Error(f"'{self.folder}' is not a complete teacher cache (no {MANIFEST})")
+        manifest = json.loads(path.read_text())
+        self.info = TeacherInfo(**{k: manifest[k] for k in TeacherInfo.__dataclass_fields__})
+        images, texts, self._image_row, self._text_row = [], [], {}, {}
+        for index in range(len(self.info.shards)):
+            with safe_open(self.folder / _part_name(index), framework="pt") as part:
+                meta = part.metadata()
+                for key in json.loads(meta["keys"]):
+                    if key in self._image_row:
+                        raise Siglip2Error(f"teacher cache '{self.folder}': key {key!r} appears twice")
+                    self._image_row[key] = len(self._image_row)
+                for key, lang in json.loads(meta["texts"]):
+                    self._text_row[(key, lang)] = len(self._text_row)
+                images.append(part.get_tensor("image"))
+                texts.append(part.get_tensor("text"))
+        self.image = torch.cat(images) if images else torch.empty(0, self.info.dim, dtype=torch.float16)
+        self.text = torch.cat(texts) if texts else torch.empty(0, self.info.dim, dtype=torch.float16)
+
+    def __len__(self) -> int:
+        return len(self._image_row)
+
+    def lookup(self, keys: Sequence[str], languages: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 image and caption embeddings of the given examples (re-normalized after fp16)."""
+        try:
+            image = self.image[[self._image_row[k] for k in keys]].float()
+            text = self.text[
+                [self._text_row[(k, lang)] for k, lang in zip(keys, languages, strict=True)]
+            ].float()
+        except KeyError as exc:
+            raise Siglip2Error(
+                f"teacher cache '{self.folder}' has no embedding for {exc.args[0]!r}: it was made for other data"
+            ) from None
+        return torch.nn.functional.normalize(image, dim=-1), torch.nn.functional.normalize(text, dim=-1)

@@ -178,6 +178,7 @@ class TeacherCache:
             ].float()
         except KeyError as exc:
             raise Siglip2Error(
-                f"teacher cache '{self.folder}' has no embedding for {exc.args[0]!r}: it was made for other data"
+                f"teacher cache '{self.folder}' has no embedding for {exc.args[0]!r}: "
+                "it was made for other data"
             ) from None
         return torch.nn.functional.normalize(image, dim=-1), torch.nn.functional.normalize(text, dim=-1)

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -138,11 +139,13 @@ def save_checkpoint(
     *,
     tokenizer_file: str | os.PathLike | None = None,
     image_preprocessing: ImagePreprocessing | None = None,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write `model` as a Hugging Face SiglipModel checkpoint that transformers loads.
 
-    The tokenizer comes from `tokenizer_file`, else from the folder the model was loaded from. The
-    folder appears whole or not at all: it is written beside its destination, then renamed.
+    The tokenizer comes from `tokenizer_file`, else from the folder the model was loaded from.
+    `write_extra(folder)` may add files (e.g. training state). The folder appears whole or not at
+    all: it is written beside its destination, then renamed.
     """
     out = Path(out_dir).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +153,8 @@ def save_checkpoint(
     staging.chmod(0o755)  # mkdtemp makes it private; a checkpoint is an ordinary shared folder
     try:
         _write_checkpoint(model, staging, tokenizer_file, image_preprocessing)
+        if write_extra is not None:
+            write_extra(staging)
         _replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

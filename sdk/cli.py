@@ -19,6 +19,23 @@ from siglip2_sdk import __version__
 from siglip2_sdk.core.errors import Siglip2Error
 
 USER_ERROR = 2
+DEMO_TRAIN = "artifacts/data/train-*.tar"
+TRAINING_HELP = {
+    "distill": dict(
+        help="distill a compact student from a SigLIP 2 teacher with ACID (optionally ACED)",
+        description="Train a student (default: B/32) from a teacher: each step scores a super-batch of "
+        "batch-size/(1 - filter-ratio) examples by learnability (student loss - teacher loss) and trains "
+        "on the selected sub-batch (acid: JEST joint sampling; topk; none: IID). --kd-weight adds ACED's "
+        "explicit distillation. The teacher's embeddings are computed once into a cache. Under torchrun "
+        "(gloo on CPU, NCCL on GPUs) the run matches a one-process run. The student lands in OUT/final "
+        "(Hugging Face SiglipModel format).",
+    ),
+    "pretrain": dict(
+        help="train a SigLIP 2-architecture model from scratch (how the demo teacher is made)",
+        description="Plain sigmoid-loss training from scratch, no teacher and no selection: the recipe "
+        "that makes the demo teacher. The model lands in OUT/final.",
+    ),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,6 +109,84 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the full results as JSON here")
     evaluate.set_defaults(run=_run_eval)
+
+    teacher_embed = commands.add_parser(
+        "teacher-embed",
+        help="compute a teacher's embeddings of a dataset once (the distillation cache)",
+        description="Run the teacher once over the data and store its image and caption embeddings (fp16, "
+        "every caption language) with its t and b. Resumable: a killed run continues where it stopped. "
+        "Under torchrun each rank embeds its own shards.",
+    )
+    teacher_embed.add_argument(
+        "--teacher", required=True, help="g16, so400m14, so400m16, an HF id, a folder, or demo"
+    )
+    teacher_embed.add_argument(
+        "--data", default=DEMO_TRAIN, help=f"WebDataset shards (default: {DEMO_TRAIN})"
+    )
+    teacher_embed.add_argument(
+        "--out", type=Path, default=None, help="cache folder (default: in the siglip2-sdk cache)"
+    )
+    teacher_embed.add_argument("--batch-size", type=int, default=64)
+    teacher_embed.set_defaults(run=_run_teacher_embed)
+
+    for name in ("distill", "pretrain"):
+        command = commands.add_parser(name, **TRAINING_HELP[name])
+        if name == "distill":
+            command.add_argument(
+                "--teacher",
+                required=True,
+                help="g16, so400m14, so400m16, an HF id, a checkpoint folder, or demo",
+            )
+            command.add_argument(
+                "--student", default="b32", help="student preset when not --init (default: b32)"
+            )
+            command.add_argument(
+                "--init", default=None, help="start the student from this checkpoint instead"
+            )
+            command.add_argument("--select", choices=["acid", "topk", "none"], default="acid")
+            command.add_argument(
+                "--filter-ratio", type=float, default=0.5, help="share of each super-batch dropped"
+            )
+            command.add_argument(
+                "--score", choices=["learnability", "easy-reference"], default="learnability"
+            )
+            command.add_argument(
+                "--kd-weight", type=float, default=0.0, help="ACED distillation weight (0: ACID only)"
+            )
+            command.add_argument("--teacher-cache", type=Path, default=None, help="teacher cache folder")
+        else:
+            command.add_argument(
+                "--student", default="demo-teacher", help="model preset (default: demo-teacher)"
+            )
+        command.add_argument("--data", default=DEMO_TRAIN, help=f"WebDataset shards (default: {DEMO_TRAIN})")
+        command.add_argument(
+            "--eval-data", default=None, help="shards for periodic evaluation (default: none)"
+        )
+        command.add_argument(
+            "--out", type=Path, required=True, help="run folder; the model lands in OUT/final"
+        )
+        command.add_argument("--steps", type=int, default=1000)
+        command.add_argument("--batch-size", type=int, default=256, help="examples trained on per step")
+        command.add_argument(
+            "--lr", type=float, default=None, help="peak learning rate (default: 1e-3, 1e-5 with --init)"
+        )
+        command.add_argument(
+            "--weight-decay", type=float, default=None, help="(default: 1e-4, 0 with --init)"
+        )
+        command.add_argument("--warmup-steps", type=int, default=100)
+        command.add_argument("--grad-clip", type=float, default=1.0)
+        command.add_argument("--accumulate", type=int, default=1, help="micro-batches per step")
+        command.add_argument(
+            "--captions", default="sample", help="caption languages: en, all, sample, or en,de,..."
+        )
+        command.add_argument("--seed", type=int, default=0)
+        command.add_argument(
+            "--eval-every", type=int, default=0, help="steps between evaluations (0: at the end)"
+        )
+        command.add_argument("--save-every", type=int, default=0, help="steps between resumable checkpoints")
+        command.add_argument("--threads", type=int, default=4, help="image decoding threads per process")
+        command.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
+        command.set_defaults(run=_run_training)
 
     demo = commands.add_parser(
         "demo",
@@ -196,6 +291,73 @@ def _print_eval(results: dict) -> None:
         top5 = f"{100 * r['top5']:.1f}" if "top5" in r else "-"
         zero_shot.add_row(name, str(r["classes"]), str(r["n"]), f"{100 * r['top1']:.1f}", top5)
     console.print(zero_shot)
+
+
+def _steps_progress(iterable, description: str, total: int | None = None):
+    from rich.progress import track
+
+    return track(iterable, description=description, total=total)
+
+
+def _run_teacher_embed(args: argparse.Namespace) -> int:
+    from siglip2_sdk.distill.recipes import ensure_teacher_cache, resolve_teacher
+
+    teacher = resolve_teacher(args.teacher, args.data, None, _steps_progress, print)
+    cache = ensure_teacher_cache(
+        teacher, args.teacher, args.data, args.out, args.batch_size, _progress, print
+    )
+    print(f"teacher cache: {cache}")
+    return 0
+
+
+def _run_training(args: argparse.Namespace) -> int:
+    from siglip2_sdk.distill import recipes
+
+    starting = getattr(args, "init", None) is not None
+    settings = dict(
+        student=args.student,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr if args.lr is not None else (1e-5 if starting else 1e-3),
+        weight_decay=args.weight_decay if args.weight_decay is not None else (0.0 if starting else 1e-4),
+        warmup_steps=args.warmup_steps,
+        grad_clip=args.grad_clip,
+        accumulate=args.accumulate,
+        captions=args.captions,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        save_every=args.save_every,
+        threads=args.threads,
+    )
+    _check_training_values(args)
+    common = dict(eval_data=args.eval_data, resume=args.resume, progress=_steps_progress, log=print)
+    if args.command == "pretrain":
+        final = recipes.pretrain(args.data, args.out, **common, **settings)
+    else:
+        settings.update(
+            init=args.init,
+            select=args.select,
+            filter_ratio=args.filter_ratio,
+            score=args.score,
+            kd_weight=args.kd_weight,
+        )
+        final = recipes.distill(
+            args.teacher, args.data, args.out, teacher_cache_dir=args.teacher_cache, **common, **settings
+        )
+    print(f"model: {final}")
+    return 0
+
+
+def _check_training_values(args: argparse.Namespace) -> None:
+    positive = {"--steps": args.steps, "--batch-size": args.batch_size, "--accumulate": args.accumulate}
+    for flag, value in positive.items():
+        if value < 1:
+            raise Siglip2Error(f"{flag} must be at least 1, got {value}")
+    ratio = getattr(args, "filter_ratio", 0.0)
+    if not 0.0 <= ratio < 1.0:
+        raise Siglip2Error(f"--filter-ratio must be in [0, 1), got {ratio}")
+    if args.accumulate > args.batch_size:
+        raise Siglip2Error(f"--accumulate {args.accumulate} is larger than --batch-size {args.batch_size}")
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,143 @@
+"""The `teacher-embed`, `pretrain` and `distill` commands: resolve the teacher, make sure its cache
+exists, and run the trainer with the recipe's settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from siglip2_sdk.core.assets import cache_dir, fetch_gemma_tokenizer
+from siglip2_sdk.core.checkpoint import load_checkpoint
+from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.core.hub import resolve_checkpoint
+from siglip2_sdk.core.shards import expand_shards
+from siglip2_sdk.core.tokenizer import Tokenizer
+
+from . import teacher_cache
+from .train import TrainConfig, start_processes, train
+
+# The demo teacher: the SigLIP 2 architecture trained from scratch on the demo corpus. ACID needs a
+# teacher that knows more than the student can learn from the data it sees, so it gets a wider
+# model and more steps than the demo student.
+DEMO_TEACHER = dict(student="demo-teacher", steps=1500, batch_size=256, lr=1e-3, warmup_steps=100)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[-60:]
+
+
+def demo_teacher_dir(data: str) -> Path:
+    """Where the demo teacher for this data lives, keyed by the data (trained once, then reused)."""
+    fingerprint = teacher_cache.data_fingerprint(expand_shards(data))
+    return cache_dir() / "teachers" / f"demo-{fingerprint}"
+
+
+def resolve_teacher(name: str, data: str, eval_data: str | None, progress, log) -> Path:
+    """A teacher checkpoint folder: `demo` (trained here if needed), an alias, an HF id or a folder."""
+    if name != "demo":
+        return resolve_checkpoint(name)
+    folder = demo_teacher_dir(data)
+    if not (folder / "final" / "config.json").is_file():
+        log(f"no demo teacher for this data yet: training one into {folder} (once)")
+        pretrain(data, folder, eval_data=eval_data, resume=True, progress=progress, log=log, **DEMO_TEACHER)
+    return folder / "final"
+
+
+def tokenizer_for(checkpoint: Path | None) -> Path:
+    """The checkpoint's own tokenizer.json, else the Gemma 256k one every SigLIP 2 model uses."""
+    if checkpoint is not None and (checkpoint / "tokenizer.json").is_file():
+        return checkpoint / "tokenizer.json"
+    return fetch_gemma_tokenizer()
+
+
+def ensure_teacher_cache(
+    teacher_dir: Path, teacher_name: str, data: str, cache: Path | None, batch_size: int, progress, log
+) -> Path:
+    """The teacher cache for (teacher, data), embedding what is missing (resumable, per rank)."""
+    shards = expand_shards(data)
+    fingerprint = teacher_cache.data_fingerprint(shards)
+    if cache is None:
+        teacher_key = hashlib.sha256(str(teacher_dir.resolve()).encode()).hexdigest()[:8]
+        cache = cache_dir() / "teacher-cache" / f"{_slug(teacher_name)}-{teacher_key}-{fingerprint}"
+    if (cache / teacher_cache.MANIFEST).is_file():
+        return cache
+    procs = start_processes()
+    model = load_checkpoint(teacher_dir).to(procs.device)
+    tokenizer = Tokenizer.from_file(tokenizer_for(teacher_dir), length=model.config.text.context_length)
+    log(f"embedding {len(shards)} shard(s) with the teacher into {cache}")
+    info = teacher_cache.embed_dataset(
+        model,
+        tokenizer,
+        model.image_preprocessing,
+        shards,
+        cache,
+        teacher_id=teacher_name,
+        batch_size=batch_size,
+        rank=procs.rank,
+        world_size=procs.world_size,
+        progress=progress,
+    )
+    if procs.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if procs.main:
+        teacher_cache.finish(cache, info)
+    if procs.world_size > 1:
+        dist.barrier()
+    return cache
+
+
+def pretrain(
+    data: str,
+    out: Path,
+    *,
+    eval_data: str | None,
+    resume: bool,
+    progress: Callable,
+    log: Callable[[str], None],
+    **settings,
+) -> Path:
+    """Train from scratch with the plain sigmoid loss (how the demo teacher is made)."""
+    settings = {"select": "none", "kd_weight": 0.0, "teacher_cache": None, **settings}
+    config = TrainConfig(
+        data=data, out=str(out), tokenizer=str(fetch_gemma_tokenizer()), eval_data=eval_data, **settings
+    )
+    return train(config, resume=resume, progress=progress, log=log)
+
+
+def distill(
+    teacher: str,
+    data: str,
+    out: Path,
+    *,
+    teacher_cache_dir: Path | None = None,
+    eval_data: str | None = None,
+    resume: bool = False,
+    progress: Callable[[Iterable, str, int], Iterable],
+    log: Callable[[str], None],
+    **settings,
+) -> Path:
+    """ACID/ACED distillation of a student from `teacher` on `data`; the student lands in out/final."""
+    teacher_dir = resolve_teacher(teacher, data, eval_data, progress, log)
+    cache = ensure_teacher_cache(
+        teacher_dir, teacher, data, teacher_cache_dir, 64, lambda it, what: progress(it, what, len(it)), log
+    )
+    init = settings.get("init")
+    tokenizer = tokenizer_for(resolve_checkpoint(init) if init else teacher_dir)
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    unknown = set(settings) - known
+    if unknown:
+        raise Siglip2Error(f"unknown training settings: {', '.join(sorted(unknown))}")
+    config = TrainConfig(
+        data=data,
+        out=str(out),
+        tokenizer=str(tokenizer),
+        teacher_cache=str(cache),
+        eval_data=eval_data,
+        **settings,
+    )
+    return train(config, resume=resume, progress=progress, log=log)

@@ -1,0 +1,474 @@
+"""The training loop for `distill` (ACID/ACED from a teacher cache) and `pretrain` (plain sigmoid loss).
+
+One step: take a super-batch, score it with the student (no grad) against the teacher's cached
+embeddings, keep the selected sub-batch, train on it with the sigmoid loss (+ optional KD). Under
+torchrun every rank sees the same global super-batch and decodes its own slice; embeddings are
+gathered so the loss, the selection and hence the weights match a one-process run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from siglip2_sdk.core import embedding
+from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
+from siglip2_sdk.core.config import preset
+from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.core.model import SiglipModel, build_model
+from siglip2_sdk.core.shards import expand_shards, iter_examples
+from siglip2_sdk.core.tokenizer import Tokenizer
+
+from .data import SuperBatch, caption_policy, super_batches
+from .evaluate import evaluate
+from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
+from .selection import select
+from .teacher_cache import TeacherCache, model_runner
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; written as `DIR/config.json`, so a run is reproducible from it."""
+
+    data: str  # shards: folder, glob or brace pattern
+    out: str
+    tokenizer: str  # tokenizer.json the student uses
+    student: str = "b32"  # preset, ignored when `init` is given
+    init: str | None = None  # checkpoint to start from
+    teacher_cache: str | None = None  # None: plain sigmoid training (pretrain / select none, no KD)
+    steps: int = 1000
+    batch_size: int = 256
+    select: str = "acid"
+    filter_ratio: float = 0.5
+    score: str = "learnability"
+    chunks: int = 16
+    kd_weight: float = 0.0
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    accumulate: int = 1
+    captions: str = "sample"
+    shuffle: int = 2000
+    seed: int = 0
+    eval_data: str | None = None  # shards for periodic evaluation (val split)
+    eval_every: int = 0  # 0: only at the end
+    eval_limit: int = 1000
+    save_every: int = 0  # 0: only the final checkpoint
+    threads: int = 4  # image decoding threads per process
+
+    @property
+    def super_batch(self) -> int:
+        if self.select == "none":
+            return self.batch_size
+        return math.ceil(self.batch_size / (1.0 - self.filter_ratio))
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to `lr`, then cosine decay to 0 at `steps`."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_processes() -> Processes:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then join the process group (NCCL on GPUs, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(device)
+    return Processes(int(os.environ.get("RANK", "0")), world_size, device)
+
+
+def gather(local: torch.Tensor, procs: Processes) -> torch.Tensor:
+    """Concatenate every rank's rows in rank order; rows may differ in number across ranks.
+    Only the local rows keep their gradient (the others are copies); see `train_step`."""
+    if procs.world_size == 1:
+        return local
+    count = torch.tensor([local.shape[0]], device=local.device)
+    counts = [torch.zeros_like(count) for _ in range(procs.world_size)]
+    dist.all_gather(counts, count)
+    longest = int(max(c.item() for c in counts))
+    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=local.device)
+    padded[: local.shape[0]] = local.detach()
+    pieces = [torch.zeros_like(padded) for _ in range(procs.world_size)]
+    dist.all_gather(pieces, padded)
+    pieces[procs.rank] = local
+    return torch.cat([piece[: int(c.item())] for piece, c in zip(pieces, counts, strict=True)])
+
+
+class Towers(nn.Module):
+    """Both towers in one forward, so DistributedDataParallel sees the whole step's computation."""
+
+    def __init__(self, model: SiglipModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode_image(pixels), self.model.encode_text(input_ids)
+
+
+# --- training state ------------------------------------------------------------------------------
+
+
+@dataclass
+class Position:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # super-batches of this epoch already consumed
+
+
+def save_state(
+    folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator, position: Position
+):
+    """Optimizer moments, the selection RNG and the data position, next to the weights: all that
+    `--resume` needs to continue bit-for-bit. safetensors + JSON: nothing is pickled."""
+    state = optimizer.state_dict()
+    tensors = {"rng.selection": generator.get_state()}
+    for index, moments in state["state"].items():
+        for name, value in moments.items():
+            tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).cpu().contiguous()
+    save_file(tensors, folder / "train_state.safetensors")
+    groups = [{k: v for k, v in group.items()} for group in state["param_groups"]]
+    meta = {"position": dataclasses.asdict(position), "param_groups": groups}
+    (folder / "train_state.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_state(folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> Position:
+    tensors = load_file(folder / "train_state.safetensors")
+    meta = json.loads((folder / "train_state.json").read_text())
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, field = name.split(".", 2)
+            moments.setdefault(int(index), {})[field] = value
+    optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
+    generator.set_state(tensors["rng.selection"])
+    return Position(**meta["position"])
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted((out / "checkpoints").glob("step-*"))
+    return found[-1] if found else None
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+class ModelEmbedder:
+    """The evaluation harness's view of a model in training."""
+
+    def __init__(self, model: SiglipModel, tokenizer: Tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+
+    def embed_images(self, images, batch_size: int = 64) -> np.ndarray:
+        run = model_runner(self.model, "image")
+        spec, dim = self.model.image_preprocessing, self.model.config.embed_dim
+        return embedding.embed_images(images, spec, run, dim, batch_size)
+
+    def embed_texts(self, texts) -> np.ndarray:
+        run = model_runner(self.model, "text")
+        return embedding.embed_texts(texts, self.tokenizer, run, self.model.config.embed_dim)
+
+
+def headline(results: dict) -> dict:
+    """The few numbers worth a log line: pooled retrieval R@1 and mean zero-shot top-1."""
+    pooled = results["retrieval"].get("all", {})
+    zero_shot = [r["top1"] for r in results["zero_shot"].values()]
+    return {
+        "t2i_R@1": pooled.get("text_to_image", {}).get("R@1"),
+        "i2t_R@1": pooled.get("image_to_text", {}).get("R@1"),
+        "zero_shot_top1": float(np.mean(zero_shot)) if zero_shot else None,
+    }
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+def build_student(config: TrainConfig) -> SiglipModel:
+    if config.init:
+        return load_checkpoint(config.init)
+    from siglip2_sdk.core.preprocess import ImagePreprocessing
+
+    model = build_model(preset(config.student), seed=config.seed)
+    size = model.config.vision.image_size
+    model.image_preprocessing = ImagePreprocessing(size=(size, size))
+    return model
+
+
+def train_step(
+    batch: SuperBatch,
+    towers: nn.Module,
+    model: SiglipModel,
+    teacher: TeacherCache | None,
+    config: TrainConfig,
+    generator: torch.Generator,
+    procs: Processes,
+) -> dict:
+    """Select (if asked), then one forward/backward on the selected examples. Returns metrics."""
+    pixels, input_ids = batch.pixels.to(procs.device), batch.input_ids.to(procs.device)
+    teacher_image = teacher_text = None
+    if teacher is not None:
+        teacher_image, teacher_text = (
+            t.to(procs.device) for t in teacher.lookup(batch.keys, batch.languages)
+        )
+        teacher_t = torch.tensor(teacher.info.logit_scale, device=procs.device)
+        teacher_b = torch.tensor(teacher.info.logit_bias, device=procs.device)
+    t, b = model.logit_scale.exp(), model.logit_bias
+
+    metrics = {}
+    if config.select == "none":
+        chosen = torch.arange(len(batch.keys))[: config.batch_size]
+    else:
+        with torch.no_grad():
+            student_image = gather(model.encode_image(pixels), procs)
+            student_text = gather(model.encode_text(input_ids), procs)
+            student_losses = pair_losses(pair_logits(student_image, student_text, t, b))
+            teacher_losses = pair_losses(pair_logits(teacher_image, teacher_text, teacher_t, teacher_b))
+        chosen = select(
+            config.select,
+            student_losses,
+            teacher_losses,
+            config.batch_size,
+            score=config.score,
+            chunks=config.chunks,
+            generator=generator,
+        )
+        gain = (student_losses - teacher_losses).sum(1)
+        metrics["learnability_all"] = gain.mean().item()
+        metrics["learnability_selected"] = gain[chosen.to(gain.device)].mean().item()
+    chosen = chosen.sort().values  # global order: concatenating the ranks' rows keeps it
+    mine = chosen[(chosen >= batch.local.start) & (chosen < batch.local.stop)] - batch.local.start
+
+    micro = torch.tensor_split(mine, config.accumulate)
+    total = 0.0
+    for part in micro:
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=procs.device.type == "cuda")
+        with autocast:
+            local_image, local_text = towers(pixels[part.to(procs.device)], input_ids[part.to(procs.device)])
+        image, text = gather(local_image.float(), procs), gather(local_text.float(), procs)
+        loss = sigmoid_loss(image, text, t, b)
+        if config.kd_weight and teacher is not None:
+            rows = _global_rows(part, batch, procs)
+            teacher_logits = pair_logits(teacher_image[rows], teacher_text[rows], teacher_t, teacher_b)
+            loss = loss + config.kd_weight * kd_loss(pair_logits(image, text, t, b), teacher_logits)
+        # Every rank computed the same loss but holds the gradient of its own rows only; DDP averages
+        # across ranks, so scale by the world size to get the one-process gradient.
+        (loss * procs.world_size / config.accumulate).backward()
+        total += loss.item() / config.accumulate
+    metrics["loss"] = total
+    return metrics
+
+
+def _global_rows(part: torch.Tensor, batch: SuperBatch, procs: Processes) -> torch.Tensor:
+    """Global super-batch indices of a micro-batch, gathered from every rank in rank order."""
+    return gather(part + batch.local.start, procs).cpu()
+
+
+def _epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, start: Position) -> Iterator:
+    """(epoch, batch index, super-batch) forever; each epoch reshuffles with its own seed."""
+    epoch, skip = start.epoch, start.batch_in_epoch
+    while True:
+        stream = super_batches(
+            config.data,
+            size=config.super_batch,
+            image_preprocessing=spec,
+            tokenizer=tokenizer,
+            policy=caption_policy(config.captions),
+            shuffle=config.shuffle,
+            seed=config.seed * 100_003 + epoch,
+            rank=procs.rank,
+            world_size=procs.world_size,
+            skip=skip,
+            threads=config.threads,
+        )
+        produced = False
+        for index, batch in enumerate(stream, start=skip):
+            produced = True
+            yield epoch, index, batch
+        if not produced and skip == 0:
+            raise Siglip2Error(
+                f"'{config.data}' has fewer caption pairs than one super-batch ({config.super_batch}); "
+                "lower --batch-size or --filter-ratio"
+            )
+        epoch, skip = epoch + 1, 0
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: Callable[[Iterable, str, int], Iterable] = lambda it, _, __: it,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Run (or resume) training; returns the final checkpoint folder `out/final`."""
+    procs = start_processes()
+    out = Path(config.out)
+    torch.manual_seed(config.seed)
+    tokenizer_file = Path(config.tokenizer)
+    expand_shards(config.data)  # a clear error now rather than inside the loader
+    teacher = TeacherCache(config.teacher_cache) if config.teacher_cache else None
+    if teacher is None and (config.select != "none" or config.kd_weight):
+        raise Siglip2Error("selection and KD need a teacher cache")
+
+    model = build_student(config).to(procs.device)
+    tokenizer = Tokenizer.from_file(tokenizer_file, length=model.config.text.context_length)
+    if tokenizer.vocab_size > model.config.text.vocab_size:
+        raise Siglip2Error(
+            f"tokenizer '{tokenizer_file}' has {tokenizer.vocab_size:,} tokens, the student's vocabulary "
+            f"{model.config.text.vocab_size:,}"
+        )
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.95),
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    position = Position()
+    if resume and (last := latest_checkpoint(out)) is not None:
+        resumed = load_checkpoint(last)
+        model.load_state_dict(resumed.state_dict())
+        position = load_state(last, optimizer, generator)
+        log(f"resuming from {last} at step {position.step}")
+    elif procs.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+
+    towers: nn.Module = Towers(model)
+    if procs.world_size > 1:
+        towers = nn.parallel.DistributedDataParallel(towers)
+    eval_examples = _eval_examples(config) if procs.main and config.eval_data else []
+    logger = _MetricLogger(out, enabled=procs.main)
+    spec = model.image_preprocessing
+    data = _epochs(config, tokenizer, spec, procs, position)
+    steps = range(position.step, config.steps)
+    for step in progress(steps, "training", len(steps)) if procs.main else steps:
+        started = time.perf_counter()
+        epoch, index, batch = next(data)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        model.train()
+        metrics = train_step(batch, towers, model, teacher, config, generator, procs)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        position = Position(step + 1, epoch, index + 1)
+        elapsed = time.perf_counter() - started
+        metrics.update(
+            lr=lr_at(step, config),
+            grad_norm=float(norm),
+            t=float(model.logit_scale.detach().exp()),
+            b=float(model.logit_bias.detach()),
+            step_time=elapsed,
+            examples_per_s=config.super_batch / elapsed,
+            epoch=epoch,
+        )
+        if eval_examples and config.eval_every and (step + 1) % config.eval_every == 0:
+            metrics.update(_evaluate(model, tokenizer, eval_examples))
+        logger.write(step + 1, metrics)
+        if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
+            folder = out / "checkpoints" / f"step-{step + 1:07d}"
+            _save(folder, model, tokenizer_file, optimizer, generator, position, procs)
+    final = out / "final"
+    if procs.main:
+        save_checkpoint(model, final, tokenizer_file=tokenizer_file)
+        if eval_examples:
+            results = evaluate(ModelEmbedder(model.eval(), tokenizer), eval_examples)
+            (out / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+            logger.write(config.steps, {f"final_{k}": v for k, v in headline(results).items()})
+    logger.close()
+    if procs.world_size > 1:
+        dist.barrier()
+    return final
+
+
+def _eval_examples(config: TrainConfig) -> list:
+    from itertools import islice
+
+    return list(islice(iter_examples(expand_shards(config.eval_data)), config.eval_limit))
+
+
+def _evaluate(model: SiglipModel, tokenizer: Tokenizer, examples: list) -> dict:
+    model.eval()
+    results = headline(evaluate(ModelEmbedder(model, tokenizer), examples))
+    return {f"val_{k}": v for k, v in results.items()}
+
+
+def _save(folder: Path, model, tokenizer_file, optimizer, generator, position, procs: Processes) -> None:
+    if procs.main:
+        save_checkpoint(
+            model,
+            folder,
+            tokenizer_file=tokenizer_file,
+            write_extra=lambda staging: save_state(staging, optimizer, generator, position),
+        )
+        for old in sorted(folder.parent.glob("step-*"))[:-2]:  # keep the last two
+            shutil.rmtree(old, ignore_errors=True)
+    if procs.world_size > 1:
+        dist.barrier()
+
+
+class _MetricLogger:
+    """JSONL (one line per step, appended, so a resumed run continues it) and TensorBoard."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.jsonl = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:  # tensorboard is optional; the JSONL log has everything
+            self.tensorboard = None
+
+    def write(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.jsonl.flush()
+        if self.tensorboard is not None:
+            for name, value in metrics.items():
+                if isinstance(value, int | float) and value is not None:
+                    self.tensorboard.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.jsonl.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()

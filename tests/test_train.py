@@ -1,0 +1,139 @@
+"""Distillation on tiny models: the loop runs, resumes bit-for-bit, and the teacher cache survives a kill."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import SiglipModel as HFSiglipModel
+
+from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
+from siglip2_sdk.core.config import preset
+from siglip2_sdk.core.model import build_model
+from siglip2_sdk.core.preprocess import ImagePreprocessing
+from siglip2_sdk.core.shards import expand_shards
+from siglip2_sdk.core.tokenizer import Tokenizer
+from siglip2_sdk.distill import teacher_cache
+from siglip2_sdk.distill.corpus import build
+from siglip2_sdk.distill.corpus.debian import PackageRoot
+from siglip2_sdk.distill.train import TrainConfig, train
+
+from fixtures import SOURCES, write_tiny_tokenizer
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(build, "locate_package", lambda p: PackageRoot(p, "1", root))
+        build.build_corpus(root / "corpus", SOURCES[:2])
+    tokenizer_file = write_tiny_tokenizer(root / "tokenizer.json")
+    teacher = build_model(preset("tiny"), seed=7)
+    teacher.image_preprocessing = ImagePreprocessing(size=(32, 32))
+    teacher_dir = save_checkpoint(teacher, root / "teacher", tokenizer_file=tokenizer_file)
+    shards = expand_shards(root / "corpus")
+    cache = root / "cache"
+    info = teacher_cache.embed_dataset(
+        load_checkpoint(teacher_dir),
+        Tokenizer.from_file(tokenizer_file, length=16),
+        ImagePreprocessing(size=(32, 32)),
+        shards,
+        cache,
+        teacher_id="tiny-teacher",
+    )
+    teacher_cache.finish(cache, info)
+    return root, tokenizer_file, cache
+
+
+def config(workspace, out, **overrides) -> TrainConfig:
+    root, tokenizer_file, cache = workspace
+    fields = dict(
+        data=str(root / "corpus" / "*.tar"),
+        out=str(out),
+        tokenizer=str(tokenizer_file),
+        student="tiny",
+        teacher_cache=str(cache),
+        steps=4,
+        batch_size=8,
+        filter_ratio=0.5,
+        select="acid",
+        chunks=2,
+        warmup_steps=1,
+        shuffle=50,
+        threads=1,
+    )
+    return TrainConfig(**{**fields, **overrides})
+
+
+def test_distill_writes_a_checkpoint_transformers_loads(workspace, tmp_path):
+    final = train(config(workspace, tmp_path / "run", kd_weight=0.5), log=lambda _: None)
+    reloaded = HFSiglipModel.from_pretrained(final)
+    ours = load_checkpoint(final)
+    pixels = torch.rand(2, 3, 32, 32) * 2 - 1
+    ids = torch.randint(0, 12, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            reloaded(input_ids=ids, pixel_values=pixels).image_embeds, ours.encode_image(pixels)
+        )
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["kd_weight"] == 0.5
+
+
+def test_resume_after_an_interrupt_reproduces_the_uninterrupted_run(workspace, tmp_path):
+    straight = train(config(workspace, tmp_path / "straight", steps=6), log=lambda _: None)
+
+    def stop_after_four(steps, *_):
+        for step in steps:
+            if step == 4:
+                raise Interrupt
+            yield step
+
+    interrupted = config(workspace, tmp_path / "resumed", steps=6, save_every=2)
+    with pytest.raises(Interrupt):
+        train(interrupted, progress=stop_after_four, log=lambda _: None)
+    resumed = train(interrupted, resume=True, log=lambda _: None)
+    a, b = load_checkpoint(straight).state_dict(), load_checkpoint(resumed).state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_selection_none_trains_without_a_teacher(workspace, tmp_path):
+    final = train(
+        config(workspace, tmp_path / "plain", select="none", teacher_cache=None), log=lambda _: None
+    )
+    assert (final / "model.safetensors").is_file()
+
+
+def test_teacher_cache_survives_a_kill_and_has_every_key_once(workspace, tmp_path):
+    root, tokenizer_file, _ = workspace
+    shards = expand_shards(root / "corpus")
+    teacher = load_checkpoint(root / "teacher")
+    tokenizer = Tokenizer.from_file(tokenizer_file, length=16)
+    spec = ImagePreprocessing(size=(32, 32))
+
+    def killed_after_one(items, _):
+        for number, item in enumerate(items):
+            if number == 1:
+                raise Interrupt
+            yield item
+
+    out = tmp_path / "cache"
+    with pytest.raises(Interrupt):
+        teacher_cache.embed_dataset(
+            teacher, tokenizer, spec, shards, out, teacher_id="t", progress=killed_after_one
+        )
+    assert len(list(out.glob("part-*.safetensors"))) == 1 and not (out / "manifest.json").exists()
+    info = teacher_cache.embed_dataset(teacher, tokenizer, spec, shards, out, teacher_id="t")
+    teacher_cache.finish(out, info)
+    cache = teacher_cache.TeacherCache(out)
+    complete = teacher_cache.TeacherCache(root / "cache")
+    assert len(cache) == len(complete) == 61
+    keys = list(complete._image_row)
+    image, _ = cache.lookup(keys[:5], ["en"] * 5)
+    expected, _ = complete.lookup(keys[:5], ["en"] * 5)
+    torch.testing.assert_close(image, expected)

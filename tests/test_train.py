@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -20,6 +23,8 @@ from siglip2_sdk.distill.corpus.debian import PackageRoot
 from siglip2_sdk.distill.train import TrainConfig, train
 
 from fixtures import SOURCES, write_tiny_tokenizer
+
+RUN = dict(capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 class Interrupt(Exception):
@@ -137,3 +142,36 @@ def test_teacher_cache_survives_a_kill_and_has_every_key_once(workspace, tmp_pat
     image, _ = cache.lookup(keys[:5], ["en"] * 5)
     expected, _ = complete.lookup(keys[:5], ["en"] * 5)
     torch.testing.assert_close(image, expected)
+
+
+def cli_args(workspace, out, extra=()) -> list[str]:
+    root, _, cache = workspace
+    return [
+        "distill", "--teacher", str(root / "teacher"), "--teacher-cache", str(cache), "--student", "tiny",
+        "--data", str(root / "corpus" / "*.tar"), "--out", str(out), "--steps", "3", "--batch-size", "8",
+        "--warmup-steps", "1", "--threads", "1", "--kd-weight", "0.5", *extra,
+    ]  # fmt: skip
+
+
+def test_two_process_torchrun_matches_one_process(workspace, tmp_path):
+    one = subprocess.run([sys.executable, "-m", "siglip2_sdk", *cli_args(workspace, tmp_path / "one")], **RUN)
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+    ]
+    two = subprocess.run([*torchrun, "-m", "siglip2_sdk", *cli_args(workspace, tmp_path / "two")], **RUN)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a = load_checkpoint(tmp_path / "one" / "final").state_dict()
+    b = load_checkpoint(tmp_path / "two" / "final").state_dict()
+    worst = max((a[name] - b[name]).abs().max().item() for name in a)
+    assert worst < 1e-4, f"weights differ by up to {worst}"
+    initial = build_model(preset("tiny"), seed=0).state_dict()
+    assert (
+        max((a[name] - initial[name]).abs().max().item() for name in a) > 1e-3
+    )  # training moved the weights

@@ -14,8 +14,10 @@ from siglip2_sdk.cli import main
 from siglip2_sdk.core.checkpoint import save_checkpoint
 from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.model import build_model
+from siglip2_sdk.distill.corpus import build
+from siglip2_sdk.distill.corpus.debian import PackageRoot
 
-from fixtures import make_bundle
+from fixtures import SOURCES, make_bundle, write_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,35 @@ def test_bad_flag_exits_2(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["info"])
     assert exit_.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval-corpus")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(build, "locate_package", lambda p: PackageRoot(p, "1", root))
+        build.build_corpus(root / "corpus", SOURCES[:2])
+    return root / "corpus"
+
+
+def test_eval_measures_a_checkpoint_on_a_split(small_corpus, tmp_path, capsys):
+    tokenizer = write_tiny_tokenizer(tmp_path / "tokenizer.json")
+    checkpoint = save_checkpoint(build_model(preset("tiny")), tmp_path / "ckpt", tokenizer_file=tokenizer)
+    out = tmp_path / "eval.json"
+    assert (
+        main(["eval", str(checkpoint), "--data", str(small_corpus), "--split", "train", "--json", str(out)])
+        == 0
+    )
+    results = json.loads(out.read_text())
+    assert results["runtime"] == "torch" and results["split"] == "train"
+    assert set(results["retrieval"]) == {"all", "en", "de"}
+    assert 0.0 <= results["retrieval"]["all"]["text_to_image"]["R@1"] <= 1.0
+    assert "shapes/kind" in results["zero_shot"]
+    assert "retrieval" in capsys.readouterr().out
+
+
+def test_eval_on_a_missing_split_is_a_user_error(small_corpus, tmp_path, capsys):
+    tokenizer = write_tiny_tokenizer(tmp_path / "tokenizer.json")
+    checkpoint = save_checkpoint(build_model(preset("tiny")), tmp_path / "ckpt", tokenizer_file=tokenizer)
+    assert main(["eval", str(checkpoint), "--data", str(tmp_path), "--split", "test"]) == 2
+    assert "has no shards for split 'test'" in capsys.readouterr().err

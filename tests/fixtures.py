@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -79,3 +80,14 @@ SOURCES = [
     Source("big", "fake-big", "MIT", transparent_big),
     Source("gone", "fake-missing", "MIT", shapes),
 ]
+
+
+def build_fake_corpus(root: Path) -> Path:
+    """The first two fake SOURCES built as a corpus under root/corpus (no Debian package involved)."""
+    from siglip2_sdk.distill.corpus import build
+    from siglip2_sdk.distill.corpus.debian import PackageRoot
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build, "locate_package", lambda package: PackageRoot(package, "1", root))
+        build.build_corpus(root / "corpus", SOURCES[:2])
+    return root / "corpus"

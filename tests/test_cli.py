@@ -14,10 +14,8 @@ from siglip2_sdk.cli import main
 from siglip2_sdk.core.checkpoint import save_checkpoint
 from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.model import build_model
-from siglip2_sdk.distill.corpus import build
-from siglip2_sdk.distill.corpus.debian import PackageRoot
 
-from fixtures import SOURCES, make_bundle, write_tiny_tokenizer
+from fixtures import build_fake_corpus, make_bundle, write_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +94,7 @@ def test_bad_flag_exits_2(capsys):
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval-corpus")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(build, "locate_package", lambda p: PackageRoot(p, "1", root))
-        build.build_corpus(root / "corpus", SOURCES[:2])
+    build_fake_corpus(root)
     return root / "corpus"
 
 

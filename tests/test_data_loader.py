@@ -9,11 +9,9 @@ import torch
 
 from siglip2_sdk.core.preprocess import ImagePreprocessing
 from siglip2_sdk.core.tokenizer import Tokenizer
-from siglip2_sdk.distill.corpus import build
-from siglip2_sdk.distill.corpus.debian import PackageRoot
 from siglip2_sdk.distill.data import batches, caption_policy, choose_captions, super_batches, training_pairs
 
-from fixtures import SOURCES, write_tiny_tokenizer
+from fixtures import build_fake_corpus, write_tiny_tokenizer
 
 CAPTIONS = {"en": "a red circle", "de": "ein roter kreis", "fr": "un cercle rouge"}
 
@@ -21,9 +19,7 @@ CAPTIONS = {"en": "a red circle", "de": "ein roter kreis", "fr": "un cercle roug
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("loader")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(build, "locate_package", lambda p: PackageRoot(p, "1", out))
-        build.build_corpus(out / "corpus", SOURCES[:2])
+    build_fake_corpus(out)
     return out / "corpus"
 
 

@@ -18,11 +18,9 @@ from siglip2_sdk.core.preprocess import ImagePreprocessing
 from siglip2_sdk.core.shards import expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.distill import teacher_cache
-from siglip2_sdk.distill.corpus import build
-from siglip2_sdk.distill.corpus.debian import PackageRoot
 from siglip2_sdk.distill.train import TrainConfig, train
 
-from fixtures import SOURCES, write_tiny_tokenizer
+from fixtures import build_fake_corpus, write_tiny_tokenizer
 
 RUN = dict(capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
@@ -34,9 +32,7 @@ class Interrupt(Exception):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(build, "locate_package", lambda p: PackageRoot(p, "1", root))
-        build.build_corpus(root / "corpus", SOURCES[:2])
+    build_fake_corpus(root)
     tokenizer_file = write_tiny_tokenizer(root / "tokenizer.json")
     teacher = build_model(preset("tiny"), seed=7)
     teacher.image_preprocessing = ImagePreprocessing(size=(32, 32))

@@ -13,7 +13,7 @@ from pathlib import Path
 from defusedxml import ElementTree
 
 from siglip2_sdk.distill.corpus.debian import SourceUnavailable
-from siglip2_sdk.distill.corpus.source import Pair, Source
+from siglip2_sdk.distill.corpus.source import Pair, Source, folder_labels
 from siglip2_sdk.distill.corpus.svg import MAX_FILE_BYTES, inline_entities, render_svg_files
 
 SVG_DIR = "usr/share/openclipart/svg"
@@ -106,9 +106,7 @@ def read_clipart(root: Path) -> Iterator[Pair]:
             skipped[image if isinstance(image, str) else "no caption"] += 1
             continue
         relative = path.relative_to(svg_dir)
-        labels = {"category": relative.parts[0]} if len(relative.parts) > 1 else {}
-        if len(relative.parts) > 2:
-            labels["subcategory"] = relative.parts[1]
+        labels = folder_labels(relative)
         yield Pair(source_id=relative.as_posix(), image=image, captions={"en": caption}, labels=labels)
     log.info("openclipart: skipped %d drawings: %s", sum(skipped.values()), dict(skipped))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from PIL import Image
 
@@ -32,3 +33,9 @@ class Source:
     max_per_caption: int | None = None
     # Bump when the reader changes what it yields, so cached renders of this source are rebuilt.
     reader_version: int = 1
+
+
+def folder_labels(relative: PurePath) -> dict[str, str]:
+    """Labels from where a file sits: its first folder is the category, the second the subcategory."""
+    folders = relative.parts[:-1]
+    return dict(zip(("category", "subcategory"), folders[:2], strict=False))

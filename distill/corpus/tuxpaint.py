@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from siglip2_sdk.distill.corpus.debian import SourceUnavailable
-from siglip2_sdk.distill.corpus.source import Pair, Source
+from siglip2_sdk.distill.corpus.source import Pair, Source, folder_labels
 from siglip2_sdk.distill.corpus.svg import render_svg_files
 
 STAMPS_DIR = "usr/share/tuxpaint/stamps"
@@ -101,9 +101,7 @@ def read_stamps(root: Path) -> Iterator[Pair]:
             skipped[image] += 1
             continue
         relative = path.relative_to(stamps_dir)
-        labels = {"category": relative.parts[0]} if len(relative.parts) > 1 else {}
-        if len(relative.parts) > 2:
-            labels["subcategory"] = relative.parts[1]
+        labels = folder_labels(relative)
         yield Pair(source_id=relative.as_posix(), image=image, captions=captions, labels=labels)
     log.info("tuxpaint: skipped %d stamps: %s", sum(skipped.values()), dict(skipped))
 

@@ -171,3 +171,17 @@ def test_two_process_torchrun_matches_one_process(workspace, tmp_path):
     assert (
         max((a[name] - initial[name]).abs().max().item() for name in a) > 1e-3
     )  # training moved the weights
+
+
+def test_teacher_embed_command_builds_a_complete_cache(workspace, tmp_path):
+    from siglip2_sdk.cli import main
+
+    root, _, _ = workspace
+    args = ["teacher-embed", "--teacher", str(root / "teacher"), "--data", str(root / "corpus" / "*.tar")]
+    assert main([*args, "--out", str(tmp_path / "cache")]) == 0
+    cache = teacher_cache.TeacherCache(tmp_path / "cache")
+    assert len(cache) == 61 and cache.info.teacher == str(root / "teacher")
+    # Asked again: the manifest says it is complete, so nothing is recomputed.
+    before = (tmp_path / "cache" / "part-000000.safetensors").stat().st_mtime_ns
+    assert main([*args, "--out", str(tmp_path / "cache")]) == 0
+    assert (tmp_path / "cache" / "part-000000.safetensors").stat().st_mtime_ns == before

@@ -22,7 +22,7 @@ from .train import TrainConfig, start_processes, train
 # The demo teacher: the SigLIP 2 architecture trained from scratch on the demo corpus. ACID needs a
 # teacher that knows more than the student can learn from the data it sees, so it gets a wider
 # model and more steps than the demo student.
-DEMO_TEACHER = dict(student="demo-teacher", steps=1500, batch_size=256, lr=1e-3, warmup_steps=100)
+DEMO_TEACHER = dict(student="demo-teacher", steps=600, batch_size=256, lr=1e-3, warmup_steps=60)
 
 
 def _slug(name: str) -> str:

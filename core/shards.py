@@ -103,6 +103,12 @@ def iter_shard(path: str | os.PathLike) -> Iterator[Example]:
         raise Siglip2Error(f"cannot read shard '{path}': {exc}") from None
 
 
+def example_id(shard: str | os.PathLike, key: str) -> str:
+    """A sample's identity across a whole dataset: img2dataset-style shards often restart their keys
+    in every tar, so the key alone is not enough."""
+    return f"{Path(shard).name}/{key}"
+
+
 def iter_examples(shards: Iterable[str | os.PathLike]) -> Iterator[Example]:
     for shard in shards:
         yield from iter_shard(shard)

@@ -18,7 +18,7 @@ import webdataset as wds
 
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.preprocess import ImagePreprocessing, preprocess_one
-from siglip2_sdk.core.shards import IMAGE_EXTENSIONS, expand_shards
+from siglip2_sdk.core.shards import IMAGE_EXTENSIONS, example_id, expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 POLICIES = ("en", "all", "sample")
@@ -93,7 +93,7 @@ def _caption_items(
 ) -> Iterator[CaptionItem]:
     for sample in samples:
         image = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
-        key = sample["__key__"]
+        key = example_id(sample["__url__"], sample["__key__"])
         if image is None:
             continue
         # Seeded per example, so the chosen language does not depend on worker or shard order.

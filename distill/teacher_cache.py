@@ -25,7 +25,7 @@ from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.fileio import atomic_write_text
 from siglip2_sdk.core.model import SiglipModel
 from siglip2_sdk.core.preprocess import ImagePreprocessing
-from siglip2_sdk.core.shards import iter_shard
+from siglip2_sdk.core.shards import example_id, iter_shard
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 MANIFEST = "manifest.json"
@@ -112,7 +112,12 @@ def embed_dataset(
     mine = [i for i in range(len(shards)) if i % world_size == rank and not (out / _part_name(i)).is_file()]
     for index in progress(mine, f"teacher embeddings (rank {rank})"):
         examples = list(iter_shard(shards[index]))
-        texts = [(e.key, lang, caption) for e in examples for lang, caption in sorted(e.captions.items())]
+        ids = [example_id(shards[index], e.key) for e in examples]
+        texts = [
+            (i, lang, caption)
+            for i, e in zip(ids, examples, strict=True)
+            for lang, caption in sorted(e.captions.items())
+        ]
         images = embedding.embed_images([e.image for e in examples], spec, run_image, info.dim, batch_size)
         captions = embedding.embed_texts(
             [c for *_, c in texts], tokenizer, run_text, info.dim, 4 * batch_size
@@ -122,7 +127,7 @@ def embed_dataset(
             "text": torch.from_numpy(captions).half(),
         }
         metadata = {
-            "keys": json.dumps([e.key for e in examples]),
+            "keys": json.dumps(ids),
             "texts": json.dumps([[key, lang] for key, lang, _ in texts]),
         }
         staged = out / f".{_part_name(index)}.{os.getpid()}"
@@ -142,7 +147,8 @@ def finish(out: Path, info: TeacherInfo) -> None:
 
 
 class TeacherCache:
-    """Read side: the teacher's embeddings by example key (images) and (key, language) (captions)."""
+    """Read side: the teacher's embeddings by example id (images) and (id, language) (captions);
+    ids are `shard name/key` (see `core.shards.example_id`)."""
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)

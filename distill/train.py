@@ -360,6 +360,9 @@ def train(
     )
     generator = torch.Generator().manual_seed(config.seed)
     position = Position()
+    if resume and (out / "final" / "config.json").is_file():
+        log(f"{out} already finished; its model is {out / 'final'}")
+        return out / "final"
     if resume and (last := latest_checkpoint(out)) is not None:
         resumed = load_checkpoint(last)
         model.load_state_dict(resumed.state_dict())

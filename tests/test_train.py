@@ -185,3 +185,40 @@ def test_teacher_embed_command_builds_a_complete_cache(workspace, tmp_path):
     before = (tmp_path / "cache" / "part-000000.safetensors").stat().st_mtime_ns
     assert main([*args, "--out", str(tmp_path / "cache")]) == 0
     assert (tmp_path / "cache" / "part-000000.safetensors").stat().st_mtime_ns == before
+
+
+def write_img2dataset_shard(path, count: int, hue: int) -> None:
+    """`000000.jpg` + `000000.txt`, ... as img2dataset writes them: keys restart in every shard."""
+    import io
+    import tarfile
+
+    from fixtures import solid_image
+
+    with tarfile.open(path, "w") as tar:
+        for i in range(count):
+            jpeg = io.BytesIO()
+            solid_image((hue, 10 * i, 255 - 10 * i)).save(jpeg, format="JPEG")
+            for ext, payload in (("jpg", jpeg.getvalue()), ("txt", f"a red circle {i}".encode())):
+                info = tarfile.TarInfo(f"{i:06d}.{ext}")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+
+
+def test_user_shards_whose_keys_restart_per_shard(workspace, tmp_path):
+    root, tokenizer_file, _ = workspace
+    for shard, hue in ((0, 0), (1, 200)):
+        write_img2dataset_shard(tmp_path / f"{shard:05d}.tar", 12, hue)
+    pattern = str(tmp_path / "{00000..00001}.tar")
+    cache = tmp_path / "cache"
+    info = teacher_cache.embed_dataset(
+        load_checkpoint(root / "teacher"),
+        Tokenizer.from_file(tokenizer_file, length=16),
+        ImagePreprocessing(size=(32, 32)),
+        expand_shards(pattern),
+        cache,
+        teacher_id="t",
+    )
+    teacher_cache.finish(cache, info)
+    assert len(teacher_cache.TeacherCache(cache)) == 24
+    run = config(workspace, tmp_path / "run", data=pattern, teacher_cache=str(cache), steps=2)
+    assert (train(run, log=lambda _: None) / "model.safetensors").is_file()

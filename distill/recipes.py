@@ -61,7 +61,8 @@ def ensure_teacher_cache(
     fingerprint = teacher_cache.data_fingerprint(shards)
     if cache is None:
         teacher_key = hashlib.sha256(str(teacher_dir.resolve()).encode()).hexdigest()[:8]
-        cache = cache_dir() / "teacher-cache" / f"{_slug(teacher_name)}-{teacher_key}-{fingerprint}"
+        name = f"{_slug(teacher_name)}-{teacher_key}-{fingerprint}-v{teacher_cache.FORMAT}"
+        cache = cache_dir() / "teacher-cache" / name
     if (cache / teacher_cache.MANIFEST).is_file():
         return cache
     procs = start_processes()

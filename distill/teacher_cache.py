@@ -29,7 +29,7 @@ from siglip2_sdk.core.shards import example_id, iter_shard
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: examples are identified by `shard name/key`
 
 
 def data_fingerprint(shards: Sequence[Path]) -> str:
@@ -156,6 +156,11 @@ class TeacherCache:
         if not path.is_file():
             raise Siglip2Error(f"'{self.folder}' is not a complete teacher cache (no {MANIFEST})")
         manifest = json.loads(path.read_text())
+        if manifest.get("format") != FORMAT:
+            raise Siglip2Error(
+                f"teacher cache '{self.folder}' has format {manifest.get('format')}, this version reads "
+                f"{FORMAT}: delete it and run teacher-embed again"
+            )
         self.info = TeacherInfo(**{k: manifest[k] for k in TeacherInfo.__dataclass_fields__})
         images, texts, self._image_row, self._text_row = [], [], {}, {}
         for index in range(len(self.info.shards)):

@@ -74,6 +74,8 @@ def _check_manifest(out: Path, info: TeacherInfo) -> None:
     if not path.is_file():
         return
     found = json.loads(path.read_text())
+    if found.get("format") != FORMAT:
+        raise Siglip2Error(f"teacher cache '{out}' has format {found.get('format')}, not {FORMAT}: delete it")
     if found.get("teacher") != info.teacher or found.get("fingerprint") != info.fingerprint:
         raise Siglip2Error(
             f"teacher cache '{out}' was made for teacher {found.get('teacher')!r} on other data "

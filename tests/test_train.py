@@ -222,3 +222,25 @@ def test_user_shards_whose_keys_restart_per_shard(workspace, tmp_path):
     assert len(teacher_cache.TeacherCache(cache)) == 24
     run = config(workspace, tmp_path / "run", data=pattern, teacher_cache=str(cache), steps=2)
     assert (train(run, log=lambda _: None) / "model.safetensors").is_file()
+
+
+def test_teacher_embed_under_torchrun_splits_shards_and_matches_one_process(workspace, tmp_path):
+    root, _, _ = workspace
+    args = ["teacher-embed", "--teacher", str(root / "teacher"), "--data", str(root / "corpus" / "*.tar")]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+    ]
+    two = subprocess.run([*torchrun, "-m", "siglip2_sdk", *args, "--out", str(tmp_path / "two")], **RUN)
+    assert two.returncode == 0, two.stderr[-2000:]
+    one, both = teacher_cache.TeacherCache(root / "cache"), teacher_cache.TeacherCache(tmp_path / "two")
+    assert set(one._image_row) == set(both._image_row)
+    ids = sorted(one._image_row)
+    torch.testing.assert_close(
+        one.lookup(ids, ["en"] * len(ids)), both.lookup(ids, ["en"] * len(ids)), atol=2e-3, rtol=0
+    )

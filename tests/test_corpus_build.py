@@ -90,3 +90,26 @@ def test_repeated_captions_are_capped_per_source(fake_packages, tmp_path):
     )
     assert report.stats["pairs"] == 3
     assert report.stats["sources"]["stars"]["caption_repeats_dropped"] == 7
+
+
+def test_a_build_killed_while_swapping_shards_is_redone(fake_packages, tmp_path, monkeypatch):
+    out = tmp_path / "corpus"
+    build.build_corpus(out, SOURCES)
+    # A change of assembly (here: a smaller shard size) reassembles; kill it mid-swap.
+    monkeypatch.setattr(build, "SHARD_SIZE", 10)
+    real_replace = type(out).replace
+    calls = []
+
+    def dies_on_third_replace(self, target):
+        calls.append(self)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_replace(self, target)
+
+    monkeypatch.setattr(type(out), "replace", dies_on_third_replace)
+    with pytest.raises(KeyboardInterrupt):
+        build.build_corpus(out, SOURCES)
+    monkeypatch.setattr(type(out), "replace", real_replace)
+    assert not (out / "stats.json").exists()
+    again = build.build_corpus(out, SOURCES)
+    assert again.assembled and again.stats["pairs"] == 61

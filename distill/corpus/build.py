@@ -225,6 +225,9 @@ def assemble(out: Path, source_tars: list[Path], caps: dict[str, int]) -> dict:
                 name = f"{split}-{start // SHARD_SIZE:06d}.tar"
                 _write_tar(staging / name, split_records[start : start + SHARD_SIZE])
                 shard_names.append(name)
+        # stats.json marks a complete corpus: drop it before the swap, so a kill in the middle leaves
+        # a folder that the next run rebuilds instead of one that vouches for a mix of shards.
+        (out / "stats.json").unlink(missing_ok=True)
         for old in out.glob("*.tar"):
             old.unlink()
         for name in shard_names:

@@ -12,7 +12,9 @@ mapping (see `checkpoint.py`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -226,3 +228,15 @@ def init_weights(model: SiglipModel, seed: int = 0) -> SiglipModel:
 def build_model(config: ModelConfig, seed: int = 0) -> SiglipModel:
     """A freshly initialized model of the given shape."""
     return init_weights(SiglipModel(config), seed)
+
+
+def numpy_runner(model: SiglipModel, kind: str) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy in, numpy out: the model's image or text tower, no grad, on the model's device."""
+    device = next(model.parameters()).device
+    encode = model.encode_image if kind == "image" else model.encode_text
+
+    @torch.inference_mode()
+    def run(batch: np.ndarray) -> np.ndarray:
+        return encode(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    return run

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -23,7 +22,7 @@ from safetensors.torch import save_file
 from siglip2_sdk.core import embedding
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.fileio import atomic_write_text
-from siglip2_sdk.core.model import SiglipModel
+from siglip2_sdk.core.model import SiglipModel, numpy_runner
 from siglip2_sdk.core.preprocess import ImagePreprocessing
 from siglip2_sdk.core.shards import example_id, iter_shard
 from siglip2_sdk.core.tokenizer import Tokenizer
@@ -55,18 +54,6 @@ class TeacherInfo:
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "captions": "all", **self.__dict__}
-
-
-def model_runner(model: SiglipModel, kind: str) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy in, numpy out: the model's image or text tower, no grad, on the model's device."""
-    device = next(model.parameters()).device
-    encode = model.encode_image if kind == "image" else model.encode_text
-
-    @torch.inference_mode()
-    def run(batch: np.ndarray) -> np.ndarray:
-        return encode(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-
-    return run
 
 
 def _check_manifest(out: Path, info: TeacherInfo) -> None:
@@ -110,7 +97,7 @@ def embed_dataset(
     )
     out.mkdir(parents=True, exist_ok=True)
     _check_manifest(out, info)
-    run_image, run_text = model_runner(model, "image"), model_runner(model, "text")
+    run_image, run_text = numpy_runner(model, "image"), numpy_runner(model, "text")
     mine = [i for i in range(len(shards)) if i % world_size == rank and not (out / _part_name(i)).is_file()]
     for index in progress(mine, f"teacher embeddings (rank {rank})"):
         examples = list(iter_shard(shards[index]))

@@ -28,7 +28,7 @@ from siglip2_sdk.core import embedding
 from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
 from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.errors import Siglip2Error
-from siglip2_sdk.core.model import SiglipModel, build_model
+from siglip2_sdk.core.model import SiglipModel, build_model, numpy_runner
 from siglip2_sdk.core.shards import expand_shards, iter_examples
 from siglip2_sdk.core.tokenizer import Tokenizer
 
@@ -36,7 +36,7 @@ from .data import SuperBatch, caption_policy, super_batches
 from .evaluate import evaluate
 from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
 from .selection import select
-from .teacher_cache import TeacherCache, model_runner
+from .teacher_cache import TeacherCache
 
 
 @dataclass
@@ -194,12 +194,12 @@ class ModelEmbedder:
         self.model, self.tokenizer = model, tokenizer
 
     def embed_images(self, images, batch_size: int = 64) -> np.ndarray:
-        run = model_runner(self.model, "image")
+        run = numpy_runner(self.model, "image")
         spec, dim = self.model.image_preprocessing, self.model.config.embed_dim
         return embedding.embed_images(images, spec, run, dim, batch_size)
 
     def embed_texts(self, texts) -> np.ndarray:
-        run = model_runner(self.model, "text")
+        run = numpy_runner(self.model, "text")
         return embedding.embed_texts(texts, self.tokenizer, run, self.model.config.embed_dim)
 
 

@@ -188,6 +188,26 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
         command.set_defaults(run=_run_training)
 
+    export = commands.add_parser(
+        "export",
+        help="quantize and lower a checkpoint into bundles, each checked against the float model",
+        description="Write one bundle per runtime x precision (towers, tokenizer, manifest.json with "
+        "sha256 of every file). Each bundle is run on its own runtime on held-out real images and captions "
+        "and compared with the float checkpoint (embedding cosine, top-1 retrieval agreement); below the "
+        "thresholds the bundle is kept but marked failed and the command exits 1.",
+    )
+    export.add_argument("checkpoint", help="checkpoint folder, HF id or alias")
+    export.add_argument("--to", default="onnx", help="comma-separated runtimes (this version: onnx)")
+    export.add_argument("--precision", default="fp32,int8", help="comma-separated: fp32, int8")
+    export.add_argument("--out", type=Path, default=Path("artifacts/bundles"), help="where bundles go")
+    export.add_argument(
+        "--parity-data", default="artifacts/data/test-*.tar", help="held-out shards for the parity gate"
+    )
+    export.add_argument("--parity-examples", type=int, default=256, help="examples the gate compares on")
+    export.add_argument("--min-cosine", type=float, default=0.99, help="gate: minimum embedding cosine")
+    export.add_argument("--min-agreement", type=float, default=0.98, help="gate: minimum top-1 agreement")
+    export.set_defaults(run=_run_export)
+
     demo = commands.add_parser(
         "demo",
         help="run the main job on its embedded default (what `make demo` runs)",
@@ -358,6 +378,38 @@ def _check_training_values(args: argparse.Namespace) -> None:
         raise Siglip2Error(f"--filter-ratio must be in [0, 1), got {ratio}")
     if args.accumulate > args.batch_size:
         raise Siglip2Error(f"--accumulate {args.accumulate} is larger than --batch-size {args.batch_size}")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from siglip2_sdk.core.checkpoint import load_checkpoint
+    from siglip2_sdk.export.parity import Thresholds
+    from siglip2_sdk.export.writer import export_bundle, parity_data_from_shards
+
+    if args.parity_examples < 2:
+        raise Siglip2Error(f"--parity-examples must be at least 2, got {args.parity_examples}")
+    targets = [(to, precision) for to in args.to.split(",") for precision in args.precision.split(",")]
+    parity_data = parity_data_from_shards(args.parity_data, args.parity_examples)
+    model = load_checkpoint(args.checkpoint)
+    model_id = Path(args.checkpoint).name if Path(args.checkpoint).is_dir() else args.checkpoint
+    thresholds = Thresholds(cosine_min=args.min_cosine, agreement=args.min_agreement)
+    table = Table(title=f"bundles of {model_id} (parity on {len(parity_data.texts)} held-out examples)")
+    for column in ("bundle", "status", "MB", "image cos min", "text cos min", "t→i agree", "i→t agree"):
+        table.add_column(column, justify="left" if column in ("bundle", "status") else "right")
+    failed = 0
+    for to, precision in targets:
+        with Console(stderr=True).status(f"exporting {to} {precision}"):
+            result = export_bundle(model, model_id, to, precision, args.out, parity_data, thresholds)
+        p = result.manifest.parity
+        megabytes = sum(f.bytes for f in result.manifest.files.values()) / 2**20
+        table.add_row(
+            str(result.folder), result.manifest.status, f"{megabytes:.1f}", f"{p['image_cosine_min']:.4f}",
+            f"{p['text_cosine_min']:.4f}", f"{p['t2i_top1_agreement']:.3f}", f"{p['i2t_top1_agreement']:.3f}",
+        )  # fmt: skip
+        if result.problems:
+            failed += 1
+            print(f"{result.folder}: parity gate failed: {'; '.join(result.problems)}", file=sys.stderr)
+    Console().print(table)
+    return 1 if failed else 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from siglip2_sdk.core import embedding
-from siglip2_sdk.core.bundle import MANIFEST_NAME
+from siglip2_sdk.core.bundle import MANIFEST_NAME, verify_bundle
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.preprocess import ImagePreprocessing, ImageSource
 from siglip2_sdk.core.tokenizer import Tokenizer
+from siglip2_sdk.runtimes import open_backend
 from siglip2_sdk.runtimes.base import Backend
 
 
@@ -46,18 +47,46 @@ class Encoder:
     def load(
         cls, path: str | os.PathLike, runtime: str | None = None, *, threads: int | None = None
     ) -> Encoder:
-        """A checkpoint folder, HF id or alias (runs on torch); bundles come with their runtimes."""
-        if (Path(path).expanduser() / MANIFEST_NAME).is_file():
-            raise Siglip2Error(
-                f"'{path}' is an exported bundle; this version of siglip2-sdk runs checkpoints only "
-                "(runtime='torch'): pass the checkpoint the bundle was exported from"
-            )
+        """A bundle folder (runs on its own runtime) or a checkpoint folder, HF id or alias (torch)."""
+        folder = Path(path).expanduser()
+        if (folder / MANIFEST_NAME).is_file():
+            return cls._from_bundle(folder, runtime, threads)
         if runtime not in (None, "torch"):
             raise Siglip2Error(
                 f"'{path}' is a checkpoint, which runs on runtime='torch'; for {runtime!r} export it "
                 "first (siglip2-sdk export) and load the bundle"
             )
         return cls._from_checkpoint(path, threads)
+
+    @classmethod
+    def _from_bundle(cls, folder: Path, runtime: str | None, threads: int | None) -> Encoder:
+        manifest = verify_bundle(folder)  # refuses damaged files and bundles that failed their gate
+        if runtime not in (None, manifest.runtime):
+            raise Siglip2Error(
+                f"bundle '{folder}' was made for {manifest.runtime}; pass runtime={manifest.runtime!r} "
+                f"or export the checkpoint for {runtime}"
+            )
+        backend = open_backend(folder, manifest, threads)
+        text = manifest.text
+        tokenizer = Tokenizer.from_file(
+            folder / manifest.files["tokenizer"].path,
+            length=text.length,
+            lowercase=text.lowercase,
+            pad_id=text.pad_id,
+        )
+        if tokenizer.eos_id != text.eos_id:
+            raise Siglip2Error(
+                f"bundle '{folder}': tokenizer EOS id {tokenizer.eos_id} != manifest's {text.eos_id}"
+            )
+        return cls(
+            backend,
+            image_preprocessing=manifest.image,
+            tokenizer=tokenizer,
+            model_id=manifest.model_id,
+            dim=manifest.embed_dim,
+            logit_scale=manifest.logit_scale,
+            logit_bias=manifest.logit_bias,
+        )
 
     @classmethod
     def _from_checkpoint(cls, path: str | os.PathLike, threads: int | None) -> Encoder:

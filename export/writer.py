@@ -1,0 +1,149 @@
+"""`siglip2-sdk export`: a checkpoint -> one bundle per runtime x precision, each checked by the
+parity gate on real data before it is marked usable."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from siglip2_sdk import __version__
+from siglip2_sdk.core import embedding
+from siglip2_sdk.core.bundle import Manifest, TextPreprocessing, describe_file, write_manifest
+from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.core.model import SiglipModel, numpy_runner
+from siglip2_sdk.core.preprocess import ImageSource
+from siglip2_sdk.core.tokenizer import Tokenizer
+from siglip2_sdk.runtimes import open_backend
+
+from . import onnx
+from .parity import Thresholds, failures, measure
+
+RUNTIMES = {"onnx": "onnxruntime"}  # --to name -> runtime in the manifest
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass
+class ParityData:
+    """Held-out real images and one caption each: what the gate compares on."""
+
+    images: Sequence[ImageSource]
+    texts: list[str]
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    manifest: Manifest
+    problems: list[str]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-60:] or "model"
+
+
+def _embeddings(images, texts, spec, tokenizer, run_image, run_text, dim) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        embedding.embed_images(images, spec, run_image, dim, 32),
+        embedding.embed_texts(texts, tokenizer, run_text, dim, 64),
+    )
+
+
+def export_bundle(
+    model: SiglipModel,
+    model_id: str,
+    to: str,
+    precision: str,
+    out_root: Path,
+    parity_data: ParityData,
+    thresholds: Thresholds | None = None,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ExportResult:
+    """Write `out_root/<model>-<runtime>-<precision>/`, measure it against the float model and record
+    the figures in its manifest (status "failed" when the gate refuses it). The folder appears whole."""
+    thresholds = thresholds or Thresholds()
+    if to not in RUNTIMES:
+        raise Siglip2Error(
+            f"export to {to!r} is not supported by this version (supported: {', '.join(RUNTIMES)})"
+        )
+    if precision not in PRECISIONS:
+        raise Siglip2Error(
+            f"precision {precision!r} is not supported for {to} (supported: {', '.join(PRECISIONS)})"
+        )
+    tokenizer_file = Path(model.source_dir) / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise Siglip2Error(f"checkpoint '{model.source_dir}' has no tokenizer.json to put in the bundle")
+    text = model.config.text
+    tokenizer = Tokenizer.from_file(tokenizer_file, length=text.context_length, pad_id=text.pad_id)
+    if reference is None:
+        reference = float_embeddings(model, tokenizer, parity_data)
+
+    out_root.mkdir(parents=True, exist_ok=True)
+    name = f"{_slug(model_id)}-{RUNTIMES[to]}-{precision}"
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
+    try:
+        files = onnx.export_fp32(model, staging)
+        quantization = onnx.quantize_int8(staging) if precision == "int8" else "none"
+        shutil.copyfile(tokenizer_file, staging / "tokenizer.json")
+        files["tokenizer"] = "tokenizer.json"
+        manifest = Manifest(
+            model_id=model_id,
+            runtime=RUNTIMES[to],
+            precision=precision,
+            quantization=quantization,
+            embed_dim=model.config.embed_dim,
+            image=model.image_preprocessing,
+            text=TextPreprocessing(length=text.context_length, pad_id=text.pad_id, eos_id=tokenizer.eos_id),
+            logit_scale=float(model.logit_scale.detach().exp()),
+            logit_bias=float(model.logit_bias.detach()),
+            files={role: describe_file(staging, file) for role, file in files.items()},
+            created_by=f"siglip2-sdk {__version__}",
+        )
+        backend = open_backend(staging, manifest)
+        candidate = _embeddings(
+            parity_data.images, parity_data.texts, manifest.image, tokenizer,
+            backend.embed_pixels, backend.embed_tokens, manifest.embed_dim,
+        )  # fmt: skip
+        figures = measure(reference, candidate)
+        problems = failures(figures, thresholds)
+        manifest = replace(
+            manifest,
+            parity={**figures, "thresholds": vars(thresholds)},
+            status="failed" if problems else "ok",
+        )
+        write_manifest(staging, manifest)
+        staging.chmod(0o755)
+        folder = out_root / name
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(folder, manifest, problems)
+
+
+def float_embeddings(
+    model: SiglipModel, tokenizer: Tokenizer, data: ParityData
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float checkpoint's embeddings of the parity data: the reference every bundle is held to."""
+    dim = model.config.embed_dim
+    runs = numpy_runner(model.eval(), "image"), numpy_runner(model, "text")
+    return _embeddings(data.images, data.texts, model.image_preprocessing, tokenizer, *runs, dim)
+
+
+def parity_data_from_shards(shards: str, limit: int) -> ParityData:
+    """The first `limit` examples with a caption (English when there is one) from held-out shards."""
+    from itertools import islice
+
+    from siglip2_sdk.core.shards import expand_shards, iter_examples
+
+    examples = [e for e in islice(iter_examples(expand_shards(shards)), limit) if e.captions]
+    if len(examples) < 2:
+        raise Siglip2Error(f"'{shards}' has fewer than 2 captioned examples to check parity on")
+    texts = [e.captions.get("en") or next(iter(e.captions.values())) for e in examples]
+    return ParityData([e.image for e in examples], texts)

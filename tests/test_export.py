@@ -1,0 +1,148 @@
+"""Export to ONNX bundles: parity gate, bundle loading through Encoder, torch-free inference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from siglip2_sdk import Encoder
+from siglip2_sdk.cli import main
+from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
+from siglip2_sdk.core.config import preset
+from siglip2_sdk.core.errors import BundleError, Siglip2Error
+from siglip2_sdk.core.model import build_model
+from siglip2_sdk.export.parity import Thresholds
+from siglip2_sdk.export.writer import ParityData, export_bundle
+
+from fixtures import build_fake_corpus, solid_image, write_tiny_tokenizer
+
+TEXTS = ["a red circle", "a blue square", "a green circle", "red", "blue square", "a photo of a circle"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    tokenizer = write_tiny_tokenizer(root / "tokenizer.json")
+    return save_checkpoint(build_model(preset("tiny"), seed=5), root / "ckpt", tokenizer_file=tokenizer)
+
+
+@pytest.fixture(scope="module")
+def parity_data():
+    return ParityData([solid_image((40 * i, 255 - 40 * i, 90)) for i in range(6)], TEXTS)
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(checkpoint, parity_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles")
+    return export_bundle(load_checkpoint(checkpoint), "tiny", "onnx", "fp32", out, parity_data)
+
+
+def test_fp32_bundle_passes_the_gate_and_matches_torch(fp32_bundle, checkpoint, parity_data):
+    assert fp32_bundle.manifest.status == "ok" and fp32_bundle.problems == []
+    assert fp32_bundle.manifest.parity["image_cosine_min"] > 0.99999
+    bundle, reference = Encoder.load(fp32_bundle.folder), Encoder.load(checkpoint)
+    assert bundle.runtime == "onnxruntime" and bundle.dim == reference.dim
+    np.testing.assert_allclose(
+        bundle.embed_images(parity_data.images), reference.embed_images(parity_data.images), atol=1e-5
+    )
+    np.testing.assert_allclose(bundle.embed_texts(TEXTS), reference.embed_texts(TEXTS), atol=1e-5)
+    # Dynamic batch axis: batches of 1 and of 5 both run.
+    assert bundle.embed_texts(["red"]).shape == (1, 32) and bundle.embed_texts(TEXTS[:5]).shape == (5, 32)
+
+
+def test_manifest_carries_what_a_reader_needs(fp32_bundle):
+    manifest = json.loads((fp32_bundle.folder / "manifest.json").read_text())
+    assert manifest["runtime"] == "onnxruntime" and manifest["precision"] == "fp32"
+    assert manifest["text"] == {"length": 16, "pad_id": 0, "eos_id": 1, "lowercase": True}
+    assert manifest["image"]["size"] == [32, 32] and manifest["logit_scale"] == pytest.approx(10.0)
+    assert set(manifest["files"]) == {"image_model", "text_model", "tokenizer"}
+    assert manifest["parity"]["thresholds"] == {"cosine_min": 0.99, "agreement": 0.98}
+
+
+def test_a_damaged_bundle_is_refused(fp32_bundle, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(fp32_bundle.folder, tmp_path / "copy")
+    with open(copy / "text.onnx", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01")
+    with pytest.raises(BundleError, match="does not match the manifest"):
+        Encoder.load(copy)
+
+
+def test_a_bundle_asked_to_run_on_another_runtime_says_so(fp32_bundle):
+    with pytest.raises(Siglip2Error, match="was made for onnxruntime"):
+        Encoder.load(fp32_bundle.folder, runtime="litert")
+
+
+def test_int8_bundle_below_the_gate_is_kept_but_marked_failed(checkpoint, parity_data, tmp_path):
+    strict = Thresholds(cosine_min=0.999999, agreement=1.0)
+    result = export_bundle(load_checkpoint(checkpoint), "tiny", "onnx", "int8", tmp_path, parity_data, strict)
+    assert result.manifest.status == "failed" and result.problems
+    assert result.manifest.parity["image_cosine_min"] < 0.999999
+    assert "int8" in result.manifest.quantization
+    with pytest.raises(BundleError, match="marked 'failed'"):
+        Encoder.load(result.folder)
+
+
+def test_bundle_inference_does_not_import_torch(fp32_bundle):
+    code = (
+        "import sys, siglip2_sdk as s2\n"
+        f"e = s2.Encoder.load({str(fp32_bundle.folder)!r})\n"
+        "assert e.embed_texts(['a red circle']).shape == (1, 32)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_export_and_eval_commands_end_to_end(checkpoint, tmp_path, capsys):
+    corpus = build_fake_corpus(tmp_path)
+    data = str(corpus / "*.tar")
+    out = tmp_path / "bundles"
+    args = [
+        "export",
+        str(checkpoint),
+        "--to",
+        "onnx",
+        "--precision",
+        "fp32",
+        "--out",
+        str(out),
+        "--parity-data",
+        data,
+    ]
+    assert main(args) == 0
+    bundle = out / "ckpt-onnxruntime-fp32"
+    assert (
+        main(
+            [
+                "eval",
+                str(bundle),
+                "--data",
+                str(corpus),
+                "--split",
+                "train",
+                "--json",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "e.json").read_text())["runtime"] == "onnxruntime"
+    assert main([*args, "--min-cosine", "1.01"]) == 1  # the gate refuses: exit 1, bundle marked failed
+    assert json.loads((bundle / "manifest.json").read_text())["status"] == "failed"
+    assert "parity gate failed" in capsys.readouterr().err
+
+
+def test_agreement_counts_changed_answers_but_not_float_ties():
+    from siglip2_sdk.export.parity import top1_agreement
+
+    reference = np.array([[0.90, 0.90 - 1e-6, 0.1], [0.2, 0.8, 0.3]])
+    tie_flipped = np.array([[0.90 - 1e-6, 0.90, 0.1], [0.2, 0.8, 0.3]])
+    changed = np.array([[0.1, 0.2, 0.9], [0.2, 0.8, 0.3]])
+    assert top1_agreement(reference, tie_flipped) == 1.0
+    assert top1_agreement(reference, changed) == 0.5

@@ -380,6 +380,16 @@ def _check_training_values(args: argparse.Namespace) -> None:
         raise Siglip2Error(f"--accumulate {args.accumulate} is larger than --batch-size {args.batch_size}")
 
 
+def _model_id(checkpoint: str) -> str:
+    """A checkpoint's name: an HF id as given; a folder by its name, or its run's name for the
+    `RUN/final` folders that distill and pretrain write."""
+    path = Path(checkpoint).expanduser()
+    if not path.is_dir():
+        return checkpoint
+    path = path.resolve()
+    return path.parent.name if path.name == "final" else path.name
+
+
 def _run_export(args: argparse.Namespace) -> int:
     from siglip2_sdk.core.checkpoint import load_checkpoint
     from siglip2_sdk.export.parity import Thresholds
@@ -390,9 +400,11 @@ def _run_export(args: argparse.Namespace) -> int:
     targets = [(to, precision) for to in args.to.split(",") for precision in args.precision.split(",")]
     parity_data = parity_data_from_shards(args.parity_data, args.parity_examples)
     model = load_checkpoint(args.checkpoint)
-    model_id = Path(args.checkpoint).name if Path(args.checkpoint).is_dir() else args.checkpoint
+    model_id = _model_id(args.checkpoint)
     thresholds = Thresholds(cosine_min=args.min_cosine, agreement=args.min_agreement)
-    table = Table(title=f"bundles of {model_id} (parity on {len(parity_data.texts)} held-out examples)")
+    table = Table(
+        title=f"bundles of {model_id} in {args.out} (parity on {len(parity_data.texts)} held-out examples)"
+    )
     for column in ("bundle", "status", "MB", "image cos min", "text cos min", "t→i agree", "i→t agree"):
         table.add_column(column, justify="left" if column in ("bundle", "status") else "right")
     failed = 0
@@ -402,7 +414,7 @@ def _run_export(args: argparse.Namespace) -> int:
         p = result.manifest.parity
         megabytes = sum(f.bytes for f in result.manifest.files.values()) / 2**20
         table.add_row(
-            str(result.folder), result.manifest.status, f"{megabytes:.1f}", f"{p['image_cosine_min']:.4f}",
+            result.folder.name, result.manifest.status, f"{megabytes:.1f}", f"{p['image_cosine_min']:.4f}",
             f"{p['text_cosine_min']:.4f}", f"{p['t2i_top1_agreement']:.3f}", f"{p['i2t_top1_agreement']:.3f}",
         )  # fmt: skip
         if result.problems:

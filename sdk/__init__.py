@@ -17,6 +17,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 # public name -> module that defines it; loaded on first access so torch stays optional.
 _EXPORTS = {
     "Encoder": "siglip2_sdk.encoder",
+    "PhotoIndex": "siglip2_sdk.index",
+    "Hit": "siglip2_sdk.index",
     "load_checkpoint": "siglip2_sdk.core.checkpoint",
     "save_checkpoint": "siglip2_sdk.core.checkpoint",
     "Tokenizer": "siglip2_sdk.core.tokenizer",

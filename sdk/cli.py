@@ -208,6 +208,33 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--min-agreement", type=float, default=0.98, help="gate: minimum top-1 agreement")
     export.set_defaults(run=_run_export)
 
+    index = commands.add_parser(
+        "index",
+        help="index a folder of photos for offline search",
+        description="Embed every image under PHOTOS into an index folder (SQLite catalog + vectors). "
+        "Incremental: unchanged files are skipped, changed ones re-embedded, deleted ones forgotten, "
+        "identical files share one vector. A crash loses at most the batch in flight; bad files are "
+        "recorded with their reason and indexing goes on.",
+    )
+    index.add_argument("photos", nargs="+", type=Path, help="folders and/or image files")
+    index.add_argument("--bundle", required=True, help="bundle folder (or a checkpoint, run on torch)")
+    index.add_argument("--runtime", default=None, help="runtime (default: the bundle's own)")
+    index.add_argument("--index", type=Path, required=True, help="index folder (created if missing)")
+    index.add_argument("--batch-size", type=int, default=32)
+    index.set_defaults(run=_run_index)
+
+    search = commands.add_parser(
+        "search",
+        help="search an index by text (or by an example image)",
+        description="Print the photos closest to a text query, with cosine scores.",
+    )
+    search.add_argument("query", nargs="?", default=None, help="text query (omit with --image)")
+    search.add_argument("--image", type=Path, default=None, help="search by this image instead of text")
+    search.add_argument("--index", type=Path, required=True, help="index folder made by `siglip2-sdk index`")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    search.set_defaults(run=_run_search)
+
     demo = commands.add_parser(
         "demo",
         help="run the main job on its embedded default (what `make demo` runs)",
@@ -422,6 +449,48 @@ def _run_export(args: argparse.Namespace) -> int:
             print(f"{result.folder}: parity gate failed: {'; '.join(result.problems)}", file=sys.stderr)
     Console().print(table)
     return 1 if failed else 0
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from siglip2_sdk.encoder import Encoder
+    from siglip2_sdk.index import PhotoIndex
+
+    if args.batch_size < 1:
+        raise Siglip2Error(f"--batch-size must be at least 1, got {args.batch_size}")
+    encoder = Encoder.load(args.bundle, runtime=args.runtime)
+    with PhotoIndex.open(args.index, encoder) as index:
+        report = index.add(
+            args.photos, batch_size=args.batch_size, progress=lambda it: _progress(it, "indexing")
+        )
+        total = len(index)
+    for path, reason in report.failed:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(
+        f"{args.index}: {report.added} added, {report.skipped} unchanged, {report.removed} removed, "
+        f"{len(report.failed)} failed; {total} photos indexed"
+    )
+    return 0
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from siglip2_sdk.encoder import Encoder
+    from siglip2_sdk.index import PhotoIndex
+
+    if (args.query is None) == (args.image is None):
+        raise Siglip2Error("give either a text query or --image PATH")
+    model, runtime = PhotoIndex.encoder_location(args.index)
+    with PhotoIndex.open(args.index, Encoder.load(model, runtime=runtime)) as index:
+        hits = index.search(args.query if args.image is None else args.image, k=args.k)
+    if args.json:
+        print(json.dumps([{"path": hit.path, "score": hit.score} for hit in hits], indent=2))
+        return 0
+    table = Table(title=f"{args.query or args.image} ({len(hits)} results)")
+    table.add_column("score", justify="right")
+    table.add_column("path")
+    for hit in hits:
+        table.add_row(f"{hit.score:.3f}", hit.path)
+    Console().print(table)
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -30,8 +30,10 @@ class Encoder:
         dim: int,
         logit_scale: float,
         logit_bias: float,
+        source: str | os.PathLike | None = None,
     ):
         self.backend = backend
+        self.source = str(source) if source is not None else model_id  # what Encoder.load was given
         self.image_preprocessing = image_preprocessing
         self.tokenizer = tokenizer
         self.model_id = model_id
@@ -86,6 +88,7 @@ class Encoder:
             dim=manifest.embed_dim,
             logit_scale=manifest.logit_scale,
             logit_bias=manifest.logit_bias,
+            source=folder.resolve(),
         )
 
     @classmethod
@@ -119,6 +122,7 @@ class Encoder:
             dim=model.config.embed_dim,
             logit_scale=float(model.logit_scale.detach().exp()),
             logit_bias=float(model.logit_bias.detach()),
+            source=model.source_dir.resolve(),
         )
 
     def embed_images(self, images: ImageSource | Sequence[ImageSource], batch_size: int = 32) -> np.ndarray:

@@ -91,3 +91,13 @@ def build_fake_corpus(root: Path) -> Path:
         patch.setattr(build, "locate_package", lambda package: PackageRoot(package, "1", root))
         build.build_corpus(root / "corpus", SOURCES[:2])
     return root / "corpus"
+
+
+def tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """A `tiny` random-init checkpoint with the tiny tokenizer, saved in HF format under folder/ckpt."""
+    from siglip2_sdk.core.checkpoint import save_checkpoint
+    from siglip2_sdk.core.config import preset
+    from siglip2_sdk.core.model import build_model
+
+    tokenizer = write_tiny_tokenizer(folder / "tokenizer.json")
+    return save_checkpoint(build_model(preset("tiny"), seed=seed), folder / "ckpt", tokenizer_file=tokenizer)

@@ -12,14 +12,12 @@ from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.model import build_model
 
-from fixtures import make_bundle, solid_image, write_tiny_tokenizer
+from fixtures import make_bundle, solid_image, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("encoder")
-    tokenizer = write_tiny_tokenizer(folder / "tokenizer.json")
-    return save_checkpoint(build_model(preset("tiny"), seed=1), folder / "ckpt", tokenizer_file=tokenizer)
+    return tiny_checkpoint(tmp_path_factory.mktemp("encoder"), seed=1)
 
 
 @pytest.fixture(scope="module")

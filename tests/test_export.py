@@ -11,23 +11,19 @@ import pytest
 
 from siglip2_sdk import Encoder
 from siglip2_sdk.cli import main
-from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
-from siglip2_sdk.core.config import preset
+from siglip2_sdk.core.checkpoint import load_checkpoint
 from siglip2_sdk.core.errors import BundleError, Siglip2Error
-from siglip2_sdk.core.model import build_model
 from siglip2_sdk.export.parity import Thresholds
 from siglip2_sdk.export.writer import ParityData, export_bundle
 
-from fixtures import build_fake_corpus, solid_image, write_tiny_tokenizer
+from fixtures import build_fake_corpus, solid_image, tiny_checkpoint
 
 TEXTS = ["a red circle", "a blue square", "a green circle", "red", "blue square", "a photo of a circle"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    tokenizer = write_tiny_tokenizer(root / "tokenizer.json")
-    return save_checkpoint(build_model(preset("tiny"), seed=5), root / "ckpt", tokenizer_file=tokenizer)
+    return tiny_checkpoint(tmp_path_factory.mktemp("export"), seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,14 @@ from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.model import build_model
 
-from fixtures import solid_image, write_tiny_tokenizer
+from fixtures import solid_image, tiny_checkpoint
 
 COLORS = [(230, 20, 20), (20, 230, 20), (20, 20, 230), (230, 230, 20), (20, 230, 230), (230, 20, 230)]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("index")
-    tokenizer = write_tiny_tokenizer(root / "tokenizer.json")
-    return save_checkpoint(build_model(preset("tiny"), seed=2), root / "ckpt", tokenizer_file=tokenizer)
+    return tiny_checkpoint(tmp_path_factory.mktemp("index"), seed=2)
 
 
 @pytest.fixture(scope="module")

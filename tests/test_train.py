@@ -22,6 +22,20 @@ from siglip2_sdk.distill.train import TrainConfig, train
 
 from fixtures import build_fake_corpus, write_tiny_tokenizer
 
+
+def torchrun_command(port: int) -> list[str]:
+    """Two CPU processes on this machine; each test its own port, so runs never meet."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+    ]
+
+
 RUN = dict(capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -152,15 +166,7 @@ def cli_args(workspace, out, extra=()) -> list[str]:
 def test_two_process_torchrun_matches_one_process(workspace, tmp_path):
     one = subprocess.run([sys.executable, "-m", "siglip2_sdk", *cli_args(workspace, tmp_path / "one")], **RUN)
     assert one.returncode == 0, one.stderr[-2000:]
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29531",
-    ]
+    torchrun = torchrun_command(port=29531)
     two = subprocess.run([*torchrun, "-m", "siglip2_sdk", *cli_args(workspace, tmp_path / "two")], **RUN)
     assert two.returncode == 0, two.stderr[-2000:]
     a = load_checkpoint(tmp_path / "one" / "final").state_dict()
@@ -227,15 +233,7 @@ def test_user_shards_whose_keys_restart_per_shard(workspace, tmp_path):
 def test_teacher_embed_under_torchrun_splits_shards_and_matches_one_process(workspace, tmp_path):
     root, _, _ = workspace
     args = ["teacher-embed", "--teacher", str(root / "teacher"), "--data", str(root / "corpus" / "*.tar")]
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-    ]
+    torchrun = torchrun_command(port=29533)
     two = subprocess.run([*torchrun, "-m", "siglip2_sdk", *args, "--out", str(tmp_path / "two")], **RUN)
     assert two.returncode == 0, two.stderr[-2000:]
     one, both = teacher_cache.TeacherCache(root / "cache"), teacher_cache.TeacherCache(tmp_path / "two")

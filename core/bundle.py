@@ -55,6 +55,8 @@ class Manifest:
     files: dict[str, BundleFile]
     # A fixed batch size per tower (e.g. TFLite), or None where the batch axis is dynamic.
     batch_size: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
+    # The largest batch a dynamic-batch tower accepts (None: no bound); readers feed bigger ones in chunks.
+    max_batch: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
     parity: dict = field(default_factory=dict)  # figures measured at export against the float model
     status: str = "ok"  # "failed" when the parity gate refused the bundle
     format_version: int = FORMAT_VERSION

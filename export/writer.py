@@ -21,11 +21,11 @@ from siglip2_sdk.core.preprocess import ImageSource
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.runtimes import open_backend
 
-from . import onnx
+from . import executorch, onnx
 from .parity import Thresholds, failures, measure
 
-RUNTIMES = {"onnx": "onnxruntime"}  # --to name -> runtime in the manifest
-PRECISIONS = ("fp32", "int8")
+RUNTIMES = {"onnx": "onnxruntime", "executorch": "executorch"}  # --to name -> runtime in the manifest
+PRECISIONS = {"onnx": ("fp32", "int8"), "executorch": ("fp32",)}
 
 
 @dataclass
@@ -71,9 +71,9 @@ def export_bundle(
         raise Siglip2Error(
             f"export to {to!r} is not supported by this version (supported: {', '.join(RUNTIMES)})"
         )
-    if precision not in PRECISIONS:
+    if precision not in PRECISIONS[to]:
         raise Siglip2Error(
-            f"precision {precision!r} is not supported for {to} (supported: {', '.join(PRECISIONS)})"
+            f"precision {precision!r} is not supported for {to} yet (supported: {', '.join(PRECISIONS[to])})"
         )
     tokenizer_file = Path(model.source_dir) / "tokenizer.json"
     if not tokenizer_file.is_file():
@@ -87,8 +87,14 @@ def export_bundle(
     name = f"{_slug(model_id)}-{RUNTIMES[to]}-{precision}"
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
-        files = onnx.export_fp32(model, staging)
-        quantization = onnx.quantize_int8(staging) if precision == "int8" else "none"
+        if to == "onnx":
+            files = onnx.export_fp32(model, staging)
+            quantization = onnx.quantize_int8(staging) if precision == "int8" else "none"
+            max_batch = {"image": None, "text": None}
+        else:
+            files = executorch.export_fp32(model, staging)
+            quantization = "none (XNNPACK-delegated fp32)"
+            max_batch = {"image": executorch.MAX_BATCH, "text": executorch.MAX_BATCH}
         shutil.copyfile(tokenizer_file, staging / "tokenizer.json")
         files["tokenizer"] = "tokenizer.json"
         manifest = Manifest(
@@ -102,6 +108,7 @@ def export_bundle(
             logit_scale=float(model.logit_scale.detach().exp()),
             logit_bias=float(model.logit_bias.detach()),
             files={role: describe_file(staging, file) for role, file in files.items()},
+            max_batch=max_batch,
             created_by=f"siglip2-sdk {__version__}",
         )
         backend = open_backend(staging, manifest)

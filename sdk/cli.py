@@ -197,8 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
         "thresholds the bundle is kept but marked failed and the command exits 1.",
     )
     export.add_argument("checkpoint", help="checkpoint folder, HF id or alias")
-    export.add_argument("--to", default="onnx", help="comma-separated runtimes (this version: onnx)")
-    export.add_argument("--precision", default="fp32,int8", help="comma-separated: fp32, int8")
+    export.add_argument(
+        "--to", default="onnx,executorch", help="comma-separated: onnx, executorch (default: both)"
+    )
+    export.add_argument(
+        "--precision", default="fp32,int8", help="comma-separated: fp32, int8 (executorch: fp32 for now)"
+    )
     export.add_argument("--out", type=Path, default=Path("artifacts/bundles"), help="where bundles go")
     export.add_argument(
         "--parity-data", default="artifacts/data/test-*.tar", help="held-out shards for the parity gate"
@@ -424,7 +428,19 @@ def _run_export(args: argparse.Namespace) -> int:
 
     if args.parity_examples < 2:
         raise Siglip2Error(f"--parity-examples must be at least 2, got {args.parity_examples}")
-    targets = [(to, precision) for to in args.to.split(",") for precision in args.precision.split(",")]
+    from siglip2_sdk.export.writer import PRECISIONS
+
+    unknown = [to for to in args.to.split(",") if to not in PRECISIONS]
+    if unknown:
+        raise Siglip2Error(f"--to {','.join(unknown)}: this version exports to {', '.join(PRECISIONS)}")
+    # Skip the combinations a runtime does not offer yet, rather than failing a mixed request.
+    targets = []
+    for to in args.to.split(","):
+        for precision in args.precision.split(","):
+            if precision in PRECISIONS[to] or to == args.to:
+                targets.append((to, precision))
+            else:
+                print(f"skipping {to} {precision}: not offered for {to} yet", file=sys.stderr)
     parity_data = parity_data_from_shards(args.parity_data, args.parity_examples)
     model = load_checkpoint(args.checkpoint)
     model_id = _model_id(args.checkpoint)

@@ -142,3 +142,36 @@ def test_agreement_counts_changed_answers_but_not_float_ties():
     changed = np.array([[0.1, 0.2, 0.9], [0.2, 0.8, 0.3]])
     assert top1_agreement(reference, tie_flipped) == 1.0
     assert top1_agreement(reference, changed) == 0.5
+
+
+@pytest.fixture(scope="module")
+def executorch_bundle(checkpoint, parity_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("et")
+    return export_bundle(load_checkpoint(checkpoint), "tiny", "executorch", "fp32", out, parity_data)
+
+
+def test_executorch_bundle_passes_the_gate_and_runs_past_its_batch_bound(executorch_bundle, checkpoint):
+    from siglip2_sdk.export.executorch import MAX_BATCH
+
+    assert executorch_bundle.manifest.status == "ok"
+    assert executorch_bundle.manifest.max_batch == {"image": MAX_BATCH, "text": MAX_BATCH}
+    bundle, reference = Encoder.load(executorch_bundle.folder), Encoder.load(checkpoint)
+    assert bundle.runtime == "executorch"
+    texts = [TEXTS[i % len(TEXTS)] for i in range(MAX_BATCH + 6)]  # more than one program call
+    np.testing.assert_allclose(bundle.embed_texts(texts), reference.embed_texts(texts), atol=1e-3)
+
+
+def test_every_runtime_gives_the_same_embeddings_and_ranking(
+    fp32_bundle, executorch_bundle, checkpoint, parity_data
+):
+    encoders = [
+        Encoder.load(checkpoint),
+        Encoder.load(fp32_bundle.folder),
+        Encoder.load(executorch_bundle.folder),
+    ]
+    images = [encoder.embed_images(parity_data.images) for encoder in encoders]
+    texts = [encoder.embed_texts(TEXTS) for encoder in encoders]
+    for image, text in zip(images[1:], texts[1:], strict=True):
+        assert np.abs(image - images[0]).max() < 1e-3 and np.abs(text - texts[0]).max() < 1e-3
+    rankings = [np.argsort(-(text @ image.T), axis=1) for image, text in zip(images, texts, strict=True)]
+    assert all(np.array_equal(ranking, rankings[0]) for ranking in rankings[1:])

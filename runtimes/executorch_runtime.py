@@ -1,0 +1,53 @@
+"""ExecuTorch backend: runs a bundle's `.pte` towers (XNNPACK-delegated) through the ExecuTorch runtime.
+ExecuTorch's Python runtime takes torch tensors, so this backend (alone of the readers) needs torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from siglip2_sdk.core.bundle import Manifest
+from siglip2_sdk.core.errors import BundleError
+
+
+class ExecuTorchBackend:
+    runtime = "executorch"
+
+    def __init__(self, bundle_dir: Path, manifest: Manifest, threads: int | None = None):
+        try:
+            import torch
+            from executorch.runtime import Runtime
+        except ImportError:
+            raise BundleError(
+                f"bundle '{bundle_dir}' runs on ExecuTorch, which is not installed: "
+                "pip install 'siglip2-sdk[executorch]'"
+            ) from None
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        runtime = Runtime.get()
+        self.methods, self.max_batch = {}, {}
+        for tower, role in (("image", "image_model"), ("text", "text_model")):
+            path = bundle_dir / manifest.files[role].path
+            try:
+                self.methods[tower] = runtime.load_program(str(path)).load_method("forward")
+            except Exception as exc:  # the runtime raises RuntimeError/ValueError with a status code
+                raise BundleError(f"ExecuTorch cannot load '{path}': {exc}") from None
+            self.max_batch[tower] = manifest.max_batch.get(tower) or 1
+
+    def _run(self, tower: str, batch: np.ndarray) -> np.ndarray:
+        step = self.max_batch[tower]
+        pieces = [
+            self.methods[tower].execute([self._torch.from_numpy(batch[start : start + step])])[0].numpy()
+            for start in range(0, len(batch), step)
+        ]
+        return (
+            np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.empty((0, 0), np.float32)
+        )
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return self._run("image", np.ascontiguousarray(pixels, dtype=np.float32))
+
+    def embed_tokens(self, input_ids: np.ndarray) -> np.ndarray:
+        return self._run("text", np.ascontiguousarray(input_ids, dtype=np.int64))

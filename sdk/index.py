@@ -17,11 +17,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from siglip2_sdk.core.embedding import DECODE_WORKERS
 from siglip2_sdk.core.errors import ImageLoadError, Siglip2Error
 from siglip2_sdk.core.preprocess import load_image
 
@@ -55,6 +57,13 @@ class AddReport:
     skipped: int = 0  # unchanged since the last add
     removed: int = 0  # gone from disk since the last add
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def _decode_or_error(content: bytes):
+    try:
+        return load_image(content)
+    except ImageLoadError as exc:
+        return exc
 
 
 def _display(path: bytes) -> str:
@@ -196,12 +205,14 @@ class PhotoIndex:
 
     def _embed_and_commit(self, pending: list, report: AddReport) -> None:
         decoded, good = [], []
-        for key, stat, content_hash, content in pending:
-            try:
-                decoded.append(load_image(content))
+        with ThreadPoolExecutor(DECODE_WORKERS) as pool:  # Pillow decodes with the GIL released
+            images = list(pool.map(_decode_or_error, [content for *_, content in pending]))
+        for (key, stat, content_hash, _), image in zip(pending, images, strict=True):
+            if isinstance(image, ImageLoadError):
+                self._record_failure(key, stat, image.reason, report)
+            else:
+                decoded.append(image)
                 good.append((key, stat, content_hash))
-            except ImageLoadError as exc:
-                self._record_failure(key, stat, exc.reason, report)
         vectors = self.encoder.embed_images(decoded) if decoded else []
         with self.db:  # one transaction per batch: a crash loses this batch, never half of it
             for (key, stat, content_hash), vector in zip(good, vectors, strict=True):

@@ -95,6 +95,23 @@ def test_a_tokenizer_larger_than_the_vocabulary_is_refused(tmp_path):
 
 
 def test_a_bundle_for_a_runtime_not_supported_yet_says_so(tmp_path):
-    make_bundle(tmp_path, runtime="executorch")
+    make_bundle(tmp_path, runtime="litert")
     with pytest.raises(Siglip2Error, match="cannot run yet"):
         Encoder.load(tmp_path)
+
+
+def test_threaded_decoding_changes_nothing_but_speed(encoder):
+    from siglip2_sdk.core import embedding
+
+    images = [solid_image((i * 9 % 256, 80, 255 - i * 9 % 256), (30 + i, 20 + i)) for i in range(37)]
+    run = encoder.backend.embed_pixels
+    sequential = embedding.embed_images(images, encoder.image_preprocessing, run, encoder.dim, 8, workers=1)
+    threaded = embedding.embed_images(images, encoder.image_preprocessing, run, encoder.dim, 8, workers=4)
+    np.testing.assert_array_equal(sequential, threaded)
+
+
+def test_a_bad_image_in_a_batch_is_one_clear_error(encoder):
+    from siglip2_sdk.core.errors import ImageLoadError
+
+    with pytest.raises(ImageLoadError, match="not an image"):
+        encoder.embed_images([solid_image((1, 2, 3)), b"definitely not an image"])

@@ -160,3 +160,22 @@ def test_index_and_search_commands(checkpoint, tmp_path, capsys):
     assert len(hits) == 2 and {"path", "score"} <= set(hits[0])
     assert main(["search", "", "--index", str(tmp_path / "i")]) == 2
     assert main(["search", "red", "--index", str(tmp_path / "missing")]) == 2
+
+
+def test_a_file_that_changes_while_read_is_recorded_and_retried(encoder, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    solid_image((10, 200, 10)).save(photos / "busy.png")
+    real_read = Path.read_bytes
+
+    def read_while_camera_writes(self):
+        content = real_read(self)
+        os.utime(self, ns=(5, 5))  # the file is rewritten while we read it
+        return content
+
+    with PhotoIndex.open(tmp_path / "index", encoder) as index:
+        monkeypatch.setattr(Path, "read_bytes", read_while_camera_writes)
+        report = index.add(photos)
+        assert report.added == 0 and report.failed[0][1].startswith("changed while being read")
+        monkeypatch.setattr(Path, "read_bytes", real_read)
+        assert index.add(photos).added == 1  # the next add picks it up

@@ -80,6 +80,7 @@ def ensure_teacher_cache(
         rank=procs.rank,
         world_size=procs.world_size,
         progress=progress,
+        log=log,
     )
     if procs.world_size > 1:
         import torch.distributed as dist

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,7 @@ def embed_dataset(
     rank: int = 0,
     world_size: int = 1,
     progress: Callable[[Iterable, str], Iterable] = lambda it, _: it,
+    log: Callable[[str], None] = lambda _: None,
 ) -> TeacherInfo:
     """Embed every image and every caption (all languages) of `shards` into `out`.
 
@@ -100,6 +102,7 @@ def embed_dataset(
     run_image, run_text = numpy_runner(model, "image"), numpy_runner(model, "text")
     mine = [i for i in range(len(shards)) if i % world_size == rank and not (out / _part_name(i)).is_file()]
     for index in progress(mine, f"teacher embeddings (rank {rank})"):
+        started = time.perf_counter()
         examples = list(iter_shard(shards[index]))
         ids = [example_id(shards[index], e.key) for e in examples]
         texts = [
@@ -122,6 +125,11 @@ def embed_dataset(
         staged = out / f".{_part_name(index)}.{os.getpid()}"
         save_file(tensors, staged, metadata=metadata)
         staged.replace(out / _part_name(index))  # a part appears whole or not at all
+        seconds = time.perf_counter() - started
+        log(
+            f"{Path(shards[index]).name}: {len(examples):,} images + {len(texts):,} captions in "
+            f"{seconds:.1f} s ({len(examples) / seconds:.0f} images/s, {len(texts) / seconds:.0f} captions/s)"
+        )
     return info
 
 

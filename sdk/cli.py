@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--index", type=Path, required=True, help="index folder made by `siglip2-sdk index`")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    search.add_argument("--html", type=Path, default=None, help="also write a contact sheet of the hits here")
     search.set_defaults(run=_run_search)
 
     demo = commands.add_parser(
@@ -488,6 +489,28 @@ def _run_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def contact_sheet(query: str, hits) -> str:
+    """A self-contained HTML page of the hits (thumbnails link to the files), for a person to look at."""
+    import html
+
+    def figure(hit) -> str:
+        uri, name = html.escape(Path(hit.path).as_uri()), html.escape(Path(hit.path).name)
+        return (
+            f'<figure><a href="{uri}"><img src="{uri}" loading="lazy"></a>'
+            f"<figcaption>{hit.score:.3f} {name}</figcaption></figure>"
+        )
+
+    figures = "\n".join(figure(hit) for hit in hits)
+    style = (
+        "body{font-family:sans-serif} figure{display:inline-block;margin:6px;width:200px} "
+        "img{width:200px;height:200px;object-fit:contain;background:#eee} figcaption{font-size:12px}"
+    )
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(query)}</title><style>{style}</style>"
+        f"<h1>{html.escape(query)}</h1>\n{figures}\n"
+    )
+
+
 def _run_search(args: argparse.Namespace) -> int:
     from siglip2_sdk.encoder import Encoder
     from siglip2_sdk.index import PhotoIndex
@@ -497,6 +520,8 @@ def _run_search(args: argparse.Namespace) -> int:
     model, runtime = PhotoIndex.encoder_location(args.index)
     with PhotoIndex.open(args.index, Encoder.load(model, runtime=runtime)) as index:
         hits = index.search(args.query if args.image is None else args.image, k=args.k)
+    if args.html:
+        args.html.write_text(contact_sheet(str(args.query or args.image), hits), encoding="utf-8")
     if args.json:
         print(json.dumps([{"path": hit.path, "score": hit.score} for hit in hits], indent=2))
         return 0

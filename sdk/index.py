@@ -275,6 +275,27 @@ class PhotoIndex:
             )
         return self._vector_ids, self._matrix
 
+    def tags(self, path: str | os.PathLike, labels: Sequence[str]) -> list[tuple[str, float]]:
+        """Zero-shot tags of an indexed photo from its stored vector (no decoding): each label's sigmoid
+        probability with the model's own t and b, most likely first."""
+        if not labels:
+            raise Siglip2Error("give at least one label")
+        key = os.fsencode(Path(path).absolute())
+        row = self.db.execute(
+            "SELECT v.vector FROM files f JOIN vectors v ON v.id = f.vector_id "
+            "WHERE f.path = ? AND f.status = 'ok'",
+            (key,),
+        ).fetchone()
+        if row is None:
+            raise Siglip2Error(f"'{path}' is not in the index (run add first)")
+        vector = np.frombuffer(row[0], dtype=np.float32)
+        logits = (
+            self.encoder.embed_texts(list(labels)) @ vector * self.encoder.logit_scale
+            + self.encoder.logit_bias
+        )
+        probabilities = 1.0 / (1.0 + np.exp(-logits))
+        return sorted(zip(labels, map(float, probabilities), strict=True), key=lambda pair: -pair[1])
+
     def search(self, query, k: int = 10) -> list[Hit]:
         """The k photos closest to a text query (a str), or to an image (a pathlib.Path, PIL image,
         uint8 array or encoded bytes)."""

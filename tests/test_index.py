@@ -179,3 +179,28 @@ def test_a_file_that_changes_while_read_is_recorded_and_retried(encoder, tmp_pat
         assert report.added == 0 and report.failed[0][1].startswith("changed while being read")
         monkeypatch.setattr(Path, "read_bytes", real_read)
         assert index.add(photos).added == 1  # the next add picks it up
+
+
+def test_zero_shot_tags_come_from_the_stored_vector(encoder, tmp_path):
+    photos = photo_folder(tmp_path)
+    with PhotoIndex.open(tmp_path / "index", encoder) as index:
+        index.add(photos)
+        tags = index.tags(photos / "p0.png", ["red", "green", "blue"])
+        assert [label for label, _ in tags] != [] and all(0.0 < p < 1.0 for _, p in tags)
+        assert tags == sorted(tags, key=lambda pair: -pair[1])
+        expected = encoder.zero_shot([photos / "p0.png"], [label for label, _ in tags])[0]
+        assert [p for _, p in tags] == pytest.approx(list(expected), rel=1e-4)
+        with pytest.raises(Siglip2Error, match="not in the index"):
+            index.tags(photos / "broken.jpg", ["red"])
+
+
+def test_search_writes_a_contact_sheet(checkpoint, tmp_path, capsys):
+    photos = photo_folder(tmp_path)
+    assert main(["index", str(photos), "--bundle", str(checkpoint), "--index", str(tmp_path / "i")]) == 0
+    sheet = tmp_path / "hits.html"
+    assert (
+        main(["search", "a <red> circle", "--index", str(tmp_path / "i"), "-k", "3", "--html", str(sheet)])
+        == 0
+    )
+    page = sheet.read_text()
+    assert page.count("<figure>") == 3 and "a &lt;red&gt; circle" in page and "file://" in page

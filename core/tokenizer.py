@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tokenizers
 
+from .config import TextConfig
 from .errors import TokenizerError
 
 
@@ -75,6 +76,18 @@ class Tokenizer:
                 "SigLIP 2 uses, or pass the right eos_token"
             )
         return cls(raw, path, length=length, lowercase=lowercase, pad_id=pad_id, eos_id=eos_id)
+
+    @classmethod
+    def for_text_tower(cls, path: str | Path, text: TextConfig) -> Tokenizer:
+        """The tokenizer laid out for a text tower (its context length and pad id), refused when it
+        has more tokens than the tower's vocabulary (ids past the embedding table)."""
+        tokenizer = cls.from_file(path, length=text.context_length, pad_id=text.pad_id)
+        if tokenizer.vocab_size > text.vocab_size:
+            raise TokenizerError(
+                f"'{path}' has {tokenizer.vocab_size:,} tokens but the model's vocabulary has "
+                f"{text.vocab_size:,}: this tokenizer does not belong to this model"
+            )
+        return tokenizer
 
     @property
     def length(self) -> int:

@@ -344,12 +344,7 @@ def train(
         raise Siglip2Error("selection and KD need a teacher cache")
 
     model = build_student(config).to(procs.device)
-    tokenizer = Tokenizer.from_file(tokenizer_file, length=model.config.text.context_length)
-    if tokenizer.vocab_size > model.config.text.vocab_size:
-        raise Siglip2Error(
-            f"tokenizer '{tokenizer_file}' has {tokenizer.vocab_size:,} tokens, the student's vocabulary "
-            f"{model.config.text.vocab_size:,}"
-        )
+    tokenizer = Tokenizer.for_text_tower(tokenizer_file, model.config.text)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
     optimizer = torch.optim.AdamW(

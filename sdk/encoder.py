@@ -108,12 +108,7 @@ class Encoder:
                 "save_checkpoint(..., tokenizer_file=...) or copy the Gemma tokenizer.json beside it"
             )
         text = model.config.text
-        tokenizer = Tokenizer.from_file(tokenizer_file, length=text.context_length, pad_id=text.pad_id)
-        if tokenizer.vocab_size > text.vocab_size:
-            raise Siglip2Error(
-                f"'{tokenizer_file}' has {tokenizer.vocab_size:,} tokens but the model's vocabulary has "
-                f"{text.vocab_size:,}: this tokenizer does not belong to this checkpoint"
-            )
+        tokenizer = Tokenizer.for_text_tower(tokenizer_file, text)
         return cls(
             TorchBackend(model),
             image_preprocessing=model.image_preprocessing,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -45,3 +46,8 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         Path(staged).unlink(missing_ok=True)
         raise
     return path
+
+
+def slug(text: str, fallback: str = "") -> str:
+    """A file-name-safe form of a model or teacher name (its last 60 characters)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-60:] or fallback

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from siglip2_sdk.core.assets import cache_dir, fetch_gemma_tokenizer
 from siglip2_sdk.core.checkpoint import load_checkpoint
 from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.core.fileio import slug
 from siglip2_sdk.core.hub import resolve_checkpoint
 from siglip2_sdk.core.shards import expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
@@ -23,10 +23,6 @@ from .train import TrainConfig, start_processes, train
 # teacher that knows more than the student can learn from the data it sees, so it gets a wider
 # model and more steps than the demo student.
 DEMO_TEACHER = dict(student="demo-teacher", steps=600, batch_size=256, lr=1e-3, warmup_steps=60)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[-60:]
 
 
 def demo_teacher_dir(data: str) -> Path:
@@ -61,7 +57,7 @@ def ensure_teacher_cache(
     fingerprint = teacher_cache.data_fingerprint(shards)
     if cache is None:
         teacher_key = hashlib.sha256(str(teacher_dir.resolve()).encode()).hexdigest()[:8]
-        name = f"{_slug(teacher_name)}-{teacher_key}-{fingerprint}-v{teacher_cache.FORMAT}"
+        name = f"{slug(teacher_name)}-{teacher_key}-{fingerprint}-v{teacher_cache.FORMAT}"
         cache = cache_dir() / "teacher-cache" / name
     if (cache / teacher_cache.MANIFEST).is_file():
         return cache

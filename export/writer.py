@@ -3,7 +3,6 @@ parity gate on real data before it is marked usable."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from siglip2_sdk import __version__
 from siglip2_sdk.core import embedding
 from siglip2_sdk.core.bundle import Manifest, TextPreprocessing, describe_file, write_manifest
 from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.core.fileio import slug
 from siglip2_sdk.core.model import SiglipModel, numpy_runner
 from siglip2_sdk.core.preprocess import ImageSource
 from siglip2_sdk.core.tokenizer import Tokenizer
@@ -41,10 +41,6 @@ class ExportResult:
     folder: Path
     manifest: Manifest
     problems: list[str]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-60:] or "model"
 
 
 def _embeddings(images, texts, spec, tokenizer, run_image, run_text, dim) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +80,7 @@ def export_bundle(
         reference = float_embeddings(model, tokenizer, parity_data)
 
     out_root.mkdir(parents=True, exist_ok=True)
-    name = f"{_slug(model_id)}-{RUNTIMES[to]}-{precision}"
+    name = f"{slug(model_id, fallback='model')}-{RUNTIMES[to]}-{precision}"
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
         if to == "onnx":

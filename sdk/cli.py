@@ -278,10 +278,10 @@ def _run_assets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(iterable, description: str):
+def _progress(iterable, description: str, total: int | None = None):
     from rich.progress import track
 
-    return track(iterable, description=description, total=None, transient=False)
+    return track(iterable, description=description, total=total)
 
 
 def _run_data_demo(args: argparse.Namespace) -> int:
@@ -345,16 +345,10 @@ def _print_eval(results: dict) -> None:
     console.print(zero_shot)
 
 
-def _steps_progress(iterable, description: str, total: int | None = None):
-    from rich.progress import track
-
-    return track(iterable, description=description, total=total)
-
-
 def _run_teacher_embed(args: argparse.Namespace) -> int:
     from siglip2_sdk.distill.recipes import ensure_teacher_cache, resolve_teacher
 
-    teacher = resolve_teacher(args.teacher, args.data, None, _steps_progress, print)
+    teacher = resolve_teacher(args.teacher, args.data, None, _progress, print)
     cache = ensure_teacher_cache(
         teacher, args.teacher, args.data, args.out, args.batch_size, _progress, print
     )
@@ -382,7 +376,7 @@ def _run_training(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     _check_training_values(args)
-    common = dict(eval_data=args.eval_data, resume=args.resume, progress=_steps_progress, log=print)
+    common = dict(eval_data=args.eval_data, resume=args.resume, progress=_progress, log=print)
     if args.command == "pretrain":
         final = recipes.pretrain(args.data, args.out, **common, **settings)
     else:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from siglip2_sdk.core.model import ImageEncoder, SiglipModel, TextEncoder
+from .lowering import Calibration, Lowered, Towers
 
 OPSET = 18
 FILES = {"image_model": "image.onnx", "text_model": "text.onnx"}
+PRECISIONS = ("fp32", "int8")
 
 
 def _export(
@@ -20,7 +21,7 @@ def _export(
     # The example has batch 2: traced with batch 1, the exporter silently fixes the batch axis at 1.
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(
-        module.eval(),
+        module,
         (example,),
         dynamo=True,
         opset_version=OPSET,
@@ -32,20 +33,25 @@ def _export(
     program.save(str(path))
 
 
-def export_fp32(model: SiglipModel, folder: Path) -> dict[str, str]:
-    """image.onnx and text.onnx in `folder`; returns role -> file name."""
-    size = model.config.vision.image_size
+def lower(towers: Towers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
+    """image.onnx and text.onnx in `folder`, both with a dynamic batch axis."""
+    export_fp32(towers, folder)
+    quantization = quantize_int8(folder) if precision == "int8" else "none"
+    return Lowered(files=dict(FILES), quantization=quantization)
+
+
+def export_fp32(towers: Towers, folder: Path) -> None:
     with torch.no_grad():
         _export(
-            ImageEncoder(model),
-            torch.zeros(2, 3, size, size),
+            towers.image,
+            towers.example_pixels(),
             "pixel_values",
             "image_embedding",
             folder / FILES["image_model"],
         )
-        ids = torch.zeros(2, model.config.text.context_length, dtype=torch.int64)
-        _export(TextEncoder(model), ids, "input_ids", "text_embedding", folder / FILES["text_model"])
-    return dict(FILES)
+        _export(
+            towers.text, towers.example_ids(), "input_ids", "text_embedding", folder / FILES["text_model"]
+        )
 
 
 def quantize_int8(folder: Path) -> str:

@@ -17,15 +17,17 @@ from siglip2_sdk.core.bundle import Manifest, TextPreprocessing, describe_file, 
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.fileio import slug
 from siglip2_sdk.core.model import SiglipModel, numpy_runner
-from siglip2_sdk.core.preprocess import ImageSource
+from siglip2_sdk.core.preprocess import ImageSource, preprocess
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.runtimes import open_backend
 
 from . import executorch, onnx
+from .lowering import Calibration, Towers
 from .parity import Thresholds, failures, measure
 
-RUNTIMES = {"onnx": "onnxruntime", "executorch": "executorch"}  # --to name -> runtime in the manifest
-PRECISIONS = {"onnx": ("fp32", "int8"), "executorch": ("fp32",)}
+# --to name -> (runtime written in the manifest, the module that lowers to it)
+TARGETS = {"onnx": ("onnxruntime", onnx), "executorch": ("executorch", executorch)}
+PRECISIONS = {to: module.PRECISIONS for to, (_, module) in TARGETS.items()}
 
 
 @dataclass
@@ -59,13 +61,16 @@ def export_bundle(
     parity_data: ParityData,
     thresholds: Thresholds | None = None,
     reference: tuple[np.ndarray, np.ndarray] | None = None,
+    calibration: Calibration | None = None,
 ) -> ExportResult:
     """Write `out_root/<model>-<runtime>-<precision>/`, measure it against the float model and record
-    the figures in its manifest (status "failed" when the gate refuses it). The folder appears whole."""
+    the figures in its manifest (status "failed" when the gate refuses it). The folder appears whole.
+    `calibration` feeds static quantization; without it the parity images stand in (tests only: a
+    real export calibrates on data the gate does not check on)."""
     thresholds = thresholds or Thresholds()
-    if to not in RUNTIMES:
+    if to not in TARGETS:
         raise Siglip2Error(
-            f"export to {to!r} is not supported by this version (supported: {', '.join(RUNTIMES)})"
+            f"export to {to!r} is not supported by this version (supported: {', '.join(TARGETS)})"
         )
     if precision not in PRECISIONS[to]:
         raise Siglip2Error(
@@ -78,33 +83,30 @@ def export_bundle(
     tokenizer = Tokenizer.from_file(tokenizer_file, length=text.context_length, pad_id=text.pad_id)
     if reference is None:
         reference = float_embeddings(model, tokenizer, parity_data)
+    if calibration is None:
+        calibration = calibration_inputs(parity_data, model.image_preprocessing, tokenizer)
 
+    runtime, lowering = TARGETS[to]
     out_root.mkdir(parents=True, exist_ok=True)
-    name = f"{slug(model_id, fallback='model')}-{RUNTIMES[to]}-{precision}"
+    name = f"{slug(model_id, fallback='model')}-{runtime}-{precision}"
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
-        if to == "onnx":
-            files = onnx.export_fp32(model, staging)
-            quantization = onnx.quantize_int8(staging) if precision == "int8" else "none"
-            max_batch = {"image": None, "text": None}
-        else:
-            files = executorch.export_fp32(model, staging)
-            quantization = "none (XNNPACK-delegated fp32)"
-            max_batch = {"image": executorch.MAX_BATCH, "text": executorch.MAX_BATCH}
+        lowered = lowering.lower(Towers.of(model), precision, staging, calibration)
         shutil.copyfile(tokenizer_file, staging / "tokenizer.json")
-        files["tokenizer"] = "tokenizer.json"
+        files = {**lowered.files, "tokenizer": "tokenizer.json"}
         manifest = Manifest(
             model_id=model_id,
-            runtime=RUNTIMES[to],
+            runtime=runtime,
             precision=precision,
-            quantization=quantization,
+            quantization=lowered.quantization,
             embed_dim=model.config.embed_dim,
             image=model.image_preprocessing,
             text=TextPreprocessing(length=text.context_length, pad_id=text.pad_id, eos_id=tokenizer.eos_id),
             logit_scale=float(model.logit_scale.detach().exp()),
             logit_bias=float(model.logit_bias.detach()),
             files={role: describe_file(staging, file) for role, file in files.items()},
-            max_batch=max_batch,
+            batch_size=lowered.batch_size,
+            max_batch=lowered.max_batch,
             created_by=f"siglip2-sdk {__version__}",
         )
         backend = open_backend(staging, manifest)
@@ -137,6 +139,11 @@ def float_embeddings(
     dim = model.config.embed_dim
     runs = numpy_runner(model.eval(), "image"), numpy_runner(model, "text")
     return _embeddings(data.images, data.texts, model.image_preprocessing, tokenizer, *runs, dim)
+
+
+def calibration_inputs(data: ParityData, spec, tokenizer: Tokenizer) -> Calibration:
+    """Preprocessed images and tokenized captions, the inputs static quantizers observe."""
+    return Calibration(pixels=preprocess(list(data.images), spec), input_ids=tokenizer(data.texts))
 
 
 def parity_data_from_shards(shards: str, limit: int) -> ParityData:

@@ -208,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--parity-data", default="artifacts/data/test-*.tar", help="held-out shards for the parity gate"
     )
     export.add_argument("--parity-examples", type=int, default=256, help="examples the gate compares on")
+    export.add_argument(
+        "--calibration-data",
+        default="artifacts/data/val-*.tar",
+        help="shards whose images and captions static int8 quantization observes (not the parity data)",
+    )
+    export.add_argument("--calibration-examples", type=int, default=128, help="calibration examples")
     export.add_argument("--min-cosine", type=float, default=0.99, help="gate: minimum embedding cosine")
     export.add_argument("--min-agreement", type=float, default=0.98, help="gate: minimum top-1 agreement")
     export.set_defaults(run=_run_export)
@@ -418,12 +424,18 @@ def _model_id(checkpoint: str) -> str:
 
 def _run_export(args: argparse.Namespace) -> int:
     from siglip2_sdk.core.checkpoint import load_checkpoint
+    from siglip2_sdk.core.tokenizer import Tokenizer
     from siglip2_sdk.export.parity import Thresholds
-    from siglip2_sdk.export.writer import export_bundle, parity_data_from_shards
+    from siglip2_sdk.export.writer import (
+        PRECISIONS,
+        calibration_inputs,
+        export_bundle,
+        parity_data_from_shards,
+    )
 
-    if args.parity_examples < 2:
-        raise Siglip2Error(f"--parity-examples must be at least 2, got {args.parity_examples}")
-    from siglip2_sdk.export.writer import PRECISIONS
+    for flag in ("parity_examples", "calibration_examples"):
+        if getattr(args, flag) < 2:
+            raise Siglip2Error(f"--{flag.replace('_', '-')} must be at least 2, got {getattr(args, flag)}")
 
     unknown = [to for to in args.to.split(",") if to not in PRECISIONS]
     if unknown:
@@ -439,6 +451,11 @@ def _run_export(args: argparse.Namespace) -> int:
     parity_data = parity_data_from_shards(args.parity_data, args.parity_examples)
     model = load_checkpoint(args.checkpoint)
     model_id = _model_id(args.checkpoint)
+    calibration = calibration_inputs(
+        parity_data_from_shards(args.calibration_data, args.calibration_examples),
+        model.image_preprocessing,
+        Tokenizer.for_text_tower(model.source_dir / "tokenizer.json", model.config.text),
+    )
     thresholds = Thresholds(cosine_min=args.min_cosine, agreement=args.min_agreement)
     table = Table(
         title=f"bundles of {model_id} in {args.out} (parity on {len(parity_data.texts)} held-out examples)"
@@ -448,7 +465,9 @@ def _run_export(args: argparse.Namespace) -> int:
     failed = 0
     for to, precision in targets:
         with Console(stderr=True).status(f"exporting {to} {precision}"):
-            result = export_bundle(model, model_id, to, precision, args.out, parity_data, thresholds)
+            result = export_bundle(
+                model, model_id, to, precision, args.out, parity_data, thresholds, calibration=calibration
+            )
         p = result.manifest.parity
         megabytes = sum(f.bytes for f in result.manifest.files.values()) / 2**20
         table.add_row(

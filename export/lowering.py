@@ -1,0 +1,58 @@
+"""What every runtime's lowering module takes and gives back, so the bundle writer stays one loop.
+
+A lowering module (`onnx`, `executorch`, `litert`) exposes `PRECISIONS` (the precisions it offers)
+and `lower(towers, precision, folder, calibration) -> Lowered`: it writes the two tower files into
+`folder` and says how it quantized them and what batch sizes the files accept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from siglip2_sdk.core.model import ImageEncoder, SiglipModel, TextEncoder
+
+
+@dataclass
+class Towers:
+    """The two modules a bundle's files run, with the shapes of their inputs."""
+
+    image: torch.nn.Module  # float32 (N, 3, H, W) in [-1, 1] -> (N, D) L2-normalized
+    text: torch.nn.Module  # int64 (N, L) token ids -> (N, D) L2-normalized
+    image_size: int
+    context_length: int
+
+    @classmethod
+    def of(cls, model: SiglipModel, text: torch.nn.Module | None = None) -> Towers:
+        """The model's own towers; `text` replaces the text tower (e.g. with a pruned vocabulary)."""
+        return cls(
+            image=ImageEncoder(model).eval(),
+            text=(text or TextEncoder(model)).eval(),
+            image_size=model.config.vision.image_size,
+            context_length=model.config.text.context_length,
+        )
+
+    def example_pixels(self, batch: int = 2) -> torch.Tensor:
+        return torch.zeros(batch, 3, self.image_size, self.image_size)
+
+    def example_ids(self, batch: int = 2) -> torch.Tensor:
+        return torch.zeros(batch, self.context_length, dtype=torch.int64)
+
+
+@dataclass
+class Calibration:
+    """Real model inputs for static quantization; never the held-out parity examples."""
+
+    pixels: np.ndarray  # float32 (N, 3, H, W), preprocessed
+    input_ids: np.ndarray  # int64 (N, L), tokenized
+
+
+@dataclass
+class Lowered:
+    files: dict[str, str]  # role ("image_model", "text_model") -> file name in the bundle folder
+    quantization: str  # the scheme in words, for the manifest
+    # Per tower: a fixed batch the file only accepts (TFLite), or the largest of a dynamic batch axis.
+    batch_size: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
+    max_batch: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})

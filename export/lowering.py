@@ -7,6 +7,10 @@ and `lower(towers, precision, folder, calibration) -> Lowered`: it writes the tw
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,3 +60,24 @@ class Lowered:
     # Per tower: a fixed batch the file only accepts (TFLite), or the largest of a dynamic batch axis.
     batch_size: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
     max_batch: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
+
+
+# Loggers of the lowering libraries that print advice meant for their own developers (missing
+# torchvision ops, optional CUDA kernels) on every export.
+NOISY_LOGGERS = ("torch.onnx", "torchao", "torch.utils._pytree", "executorch", "litert_torch", "absl")
+
+
+@contextlib.contextmanager
+def quiet_lowering() -> Iterator[None]:
+    """Silence the lowering libraries' warnings and info logs; errors still surface."""
+    loggers = [logging.getLogger(name) for name in NOISY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -1,104 +1,390 @@
-"""`siglip2-sdk demo`: the main job on its embedded default.
+"""`siglip2-sdk demo` (what `make demo` runs): the whole mission on its embedded default.
 
-The corpus, distillation, export and photo-index commands are not yet chained into this demo, so it
-runs the foundation end to end on real inputs and says plainly what is built, what to run by hand,
-and what is still to come.
+The offline demo corpus -> the demo teacher -> an ACID student distilled from it -> bundles for
+every runtime and precision, each through the parity gate -> teacher, student and every bundle
+evaluated on the test split -> the test photos indexed with the SDK and searched in several
+languages -> one summary table.
+
+Every step leaves its artifact under `--out` and is skipped when the artifact is already there (the
+demo teacher lives in the user cache, keyed by the data), so a second run only re-reads results.
 """
 
 from __future__ import annotations
 
+import json
+import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 
 from siglip2_sdk.core.errors import Siglip2Error
 
-CAPTIONS = [
-    "A photo of a cat",
-    "一只猫的照片",
-    "صورة قطة",
-    "एक बिल्ली की तस्वीर",
-    "🐱 a cat on a 🚲",
-]
-BY_HAND = [
-    "siglip2-sdk data demo  (offline multilingual corpus, ~4 min)",
-    "siglip2-sdk distill --teacher demo --student demo-student --out artifacts/student  (ACID student)",
-    "siglip2-sdk eval artifacts/student/final --data artifacts/data --split test",
-    "siglip2-sdk export artifacts/student/final --to onnx,executorch --out artifacts/bundles",
-    "siglip2-sdk index PHOTOS --bundle artifacts/bundles/student-onnxruntime-fp32 --index artifacts/index",
-    'siglip2-sdk search "a red bicycle" --index artifacts/index',
-]
-NOT_BUILT_YET = [
-    "export to TFLite / LiteRT, ExecuTorch int8, vocabulary pruning",
-    "the Android demo app",
-]
+MODEL_ID = "siglip2-demo-student"
+# ACED: ACID selection plus the explicit distillation term. The ablation
+# (benchmarks/results/distill_ablation.md) shows why: on the demo corpus, selection alone is within
+# noise of plain training, and the KD term brings the student close to its teacher.
+STUDENT = dict(
+    student="demo-student",
+    steps=600,
+    batch_size=128,
+    select="acid",
+    filter_ratio=0.5,
+    kd_weight=1.0,
+    warmup_steps=60,
+    save_every=150,
+)
+EXPORTS = [(to, precision) for to in ("onnx", "tflite", "executorch") for precision in ("fp32", "int8")]
+# (language, caption) queries are picked from the test split itself, so each has a known answer.
+QUERY_LANGUAGES = ("en", "de", "fr", "es", "ja", "zh", "ru", "ar")
+LATENCY_RUNS = 20
 
 
-def _sample_photos():
-    try:
-        from skimage import data
-    except ImportError:
-        raise Siglip2Error(
-            "the demo photos come from scikit-image: pip install scikit-image (or run `make demo`)"
-        ) from None
-    return {"astronaut": data.astronaut(), "chelsea (a cat)": data.chelsea(), "coffee": data.coffee()}
+@dataclass(frozen=True)
+class Layout:
+    """Where each step leaves its artifact."""
+
+    out: Path
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def student_run(self) -> Path:
+        return self.out / "student"
+
+    @property
+    def bundles(self) -> Path:
+        return self.out / "bundles"
+
+    @property
+    def evals(self) -> Path:
+        return self.out / "eval"
+
+    @property
+    def photos(self) -> Path:
+        return self.out / "photos"
+
+    @property
+    def index(self) -> Path:
+        return self.out / "index"
 
 
-def run_demo(out_dir: Path, preset_name: str = "demo-student") -> None:
-    # torch is needed here (the model); imported late so `siglip2-sdk --help` stays fast.
-    import torch
+@dataclass
+class Evaluated:
+    """One row of the summary: a model (checkpoint or bundle) and what was measured on it."""
 
-    from siglip2_sdk.core.assets import fetch_gemma_tokenizer
-    from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
-    from siglip2_sdk.core.config import parameter_count, preset
-    from siglip2_sdk.core.model import build_model
-    from siglip2_sdk.core.preprocess import ImagePreprocessing, preprocess
-    from siglip2_sdk.core.tokenizer import Tokenizer
+    name: str
+    runtime: str
+    precision: str
+    status: str
+    megabytes: float | None
+    results: dict
 
+
+def _progress(iterable, description: str, total: int | None = None):
+    return track(iterable, description=description, total=total)
+
+
+def _newer(artifact: Path, than: Path) -> bool:
+    return artifact.exists() and artifact.stat().st_mtime >= than.stat().st_mtime
+
+
+class Demo:
+    def __init__(self, out: Path, console: Console, steps: int | None = None):
+        self.layout = Layout(out)
+        self.console = console
+        self.student_settings = {**STUDENT, **({"steps": steps} if steps else {})}
+        self.started = time.perf_counter()
+        self._step = 0
+
+    def announce(self, title: str, total: int = 7) -> None:
+        self._step += 1
+        elapsed = time.perf_counter() - self.started
+        self.console.rule(f"[bold]{self._step}/{total} {title}[/]  ({elapsed / 60:.1f} min)")
+
+    def log(self, message: str) -> None:
+        self.console.print(f"  {message}")
+
+    # --- the steps ---------------------------------------------------------------------------------
+
+    def corpus(self) -> None:
+        from siglip2_sdk.distill.corpus.build import build_corpus
+
+        self.announce("demo corpus (Tux Paint, Noto emoji, Open Clip Art, Fashion-MNIST; offline)")
+        report = build_corpus(self.layout.data, progress=lambda it, what: _progress(it, what))
+        for name, reason in report.unavailable.items():
+            self.log(f"[yellow]source {name} skipped[/]: {reason}")
+        stats = report.stats
+        state = "built" if report.assembled else "up to date (skipped)"
+        self.log(f"{state}: {stats['pairs']:,} pairs, {len(stats['languages'])} caption languages")
+
+    def teacher(self) -> Path:
+        from siglip2_sdk.distill import recipes
+
+        self.announce("demo teacher (trained once on this data, then reused from the cache)")
+        train = str(self.layout.data / "train-*.tar")
+        folder = recipes.resolve_teacher("demo", train, None, _progress, self.log)
+        self.log(f"teacher: {folder}")
+        return folder
+
+    def student(self) -> Path:
+        from siglip2_sdk.distill import recipes
+
+        self.announce("distill an ACID student (siglip2-sdk distill --teacher demo --select acid)")
+        run = self.layout.student_run
+        final = run / "final"
+        if (final / "config.json").is_file():
+            self.log(f"student already distilled (skipped): {final}")
+            return final
+        settings = self.student_settings
+        self.log(
+            f"{settings['student']}: {settings['steps']} steps of {settings['batch_size']}, "
+            f"{settings['select']} selection (filter ratio {settings['filter_ratio']}), "
+            f"kd weight {settings['kd_weight']}; resumable, checkpoints in {run}"
+        )
+        train = str(self.layout.data / "train-*.tar")
+        return recipes.distill("demo", train, run, resume=True, progress=_progress, log=self.log, **settings)
+
+    def export(self, student: Path) -> list[Path]:
+        from siglip2_sdk.core.bundle import MANIFEST_NAME
+        from siglip2_sdk.core.checkpoint import load_checkpoint
+        from siglip2_sdk.core.fileio import slug
+        from siglip2_sdk.core.tokenizer import Tokenizer
+        from siglip2_sdk.export.writer import (
+            PRECISIONS,
+            TARGETS,
+            calibration_inputs,
+            export_bundle,
+            float_embeddings,
+            parity_data_from_shards,
+        )
+
+        self.announce("export: ONNX, TFLite (LiteRT), ExecuTorch x fp32, int8, each through the parity gate")
+        weights = student / "model.safetensors"
+        wanted = [(to, precision) for to, precision in EXPORTS if precision in PRECISIONS.get(to, ())]
+        for to, precision in sorted(set(EXPORTS) - set(wanted)):
+            self.log(f"[yellow]{to} {precision} is not offered by this version (skipped)[/]")
+        folders = {
+            (to, precision): self.layout.bundles / f"{slug(MODEL_ID)}-{TARGETS[to][0]}-{precision}"
+            for to, precision in wanted
+        }
+        missing = [key for key, folder in folders.items() if not _newer(folder / MANIFEST_NAME, weights)]
+        if not missing:
+            self.log(f"{len(folders)} bundles already exported (skipped): {self.layout.bundles}")
+            return list(folders.values())
+        model = load_checkpoint(student)
+        tokenizer = Tokenizer.for_text_tower(student / "tokenizer.json", model.config.text)
+        parity = parity_data_from_shards(str(self.layout.data / "test-*.tar"), 256)
+        calibration = calibration_inputs(
+            parity_data_from_shards(str(self.layout.data / "val-*.tar"), 128),
+            model.image_preprocessing,
+            tokenizer,
+        )
+        reference = float_embeddings(model, tokenizer, parity)
+        for to, precision in missing:
+            with self.console.status(f"exporting {to} {precision}"):
+                started = time.perf_counter()
+                result = export_bundle(
+                    model, MODEL_ID, to, precision, self.layout.bundles, parity,
+                    reference=reference, calibration=calibration,
+                )  # fmt: skip
+            verdict = (
+                "[green]ok[/]" if not result.problems else f"[red]failed[/]: {'; '.join(result.problems)}"
+            )
+            self.log(f"{result.folder.name}: {time.perf_counter() - started:.0f} s, parity {verdict}")
+        return list(folders.values())
+
+    def evaluate(self, models: dict[str, Path]) -> list[Evaluated]:
+        self.announce("evaluate teacher, student and every bundle on the test split")
+        examples = None
+        rows = []
+        self.layout.evals.mkdir(parents=True, exist_ok=True)
+        for name, folder in models.items():
+            cached = self.layout.evals / f"{name}.json"
+            source = _identity_file(folder)
+            if _newer(cached, source):
+                results = json.loads(cached.read_text())
+            else:
+                if examples is None:
+                    examples = _test_examples(self.layout.data)
+                with self.console.status(f"evaluating {name} on {len(examples):,} test examples"):
+                    results = _measure(folder, examples)
+                cached.write_text(json.dumps(results, indent=2) + "\n")
+            rows.append(_row(name, folder, results))
+        return rows
+
+    def index_and_search(self, bundle: Path) -> None:
+        from siglip2_sdk.encoder import Encoder
+        from siglip2_sdk.index import PhotoIndex
+
+        self.announce("index the test photos with the SDK and search them in several languages")
+        photos, captions = _export_test_photos(self.layout.data, self.layout.photos)
+        encoder = Encoder.load(bundle)
+        self.log(f"bundle: {bundle.name} ({encoder.runtime})")
+        with PhotoIndex.open(self.layout.index, encoder) as index:
+            started = time.perf_counter()
+            report = index.add(photos)
+            elapsed = time.perf_counter() - started
+            self.log(
+                f"{self.layout.index}: {report.added} added, {report.skipped} unchanged, "
+                f"{len(report.failed)} failed, in {elapsed:.1f} s"
+            )
+            table = Table(
+                title="multilingual text search over the test photos (the captioned photo marked ✓)"
+            )
+            for column in ("language", "query", "top 3 hits", "rank of the right photo"):
+                table.add_column(column)
+            for language, query, answer in _queries(captions):
+                hits = index.search(query, k=len(captions))
+                names = [Path(hit.path).name for hit in hits]
+                rank = names.index(answer) + 1 if answer in names else None
+                top = ", ".join(
+                    f"{'✓ ' if Path(h.path).name == answer else ''}{Path(h.path).name} {h.score:.2f}"
+                    for h in hits[:3]
+                )
+                table.add_row(language, query, top, f"{rank} of {len(names)}" if rank else "-")
+            self.console.print(table)
+
+    def summary(self, rows: list[Evaluated], teacher: Path, student: Path) -> None:
+        self.announce("summary")
+        table = Table(title="demo: test split, R@1 and top-1 in % (chance t→i R@1 ≈ 0.1%)")
+        columns = (
+            "model", "runtime", "precision", "gate", "MB", "t→i R@1", "i→t R@1", "zero-shot top-1",
+            "image ms", "text ms",
+        )  # fmt: skip
+        for column in columns:
+            table.add_column(column, justify="left" if column in columns[:4] else "right")
+        for row in rows:
+            r = row.results
+            table.add_row(
+                row.name, row.runtime, row.precision, row.status,
+                f"{row.megabytes:.1f}" if row.megabytes is not None else "-",
+                f"{100 * r['t2i_R@1']:.1f}", f"{100 * r['i2t_R@1']:.1f}", f"{100 * r['zero_shot_top1']:.1f}",
+                f"{r['image_ms']:.2f}", f"{r['text_ms']:.2f}",
+            )  # fmt: skip
+        self.console.print(table)
+        layout = self.layout
+        self.console.print(
+            f"artifacts: corpus {layout.data}, teacher {teacher}, student {student}, bundles "
+            f"{layout.bundles}, evaluations {layout.evals}, photo index {layout.index} "
+            f"(try: siglip2-sdk search 'a red apple' --index {layout.index})"
+        )
+        self.console.print(f"done in {(time.perf_counter() - self.started) / 60:.1f} min")
+
+
+def _identity_file(folder: Path) -> Path:
+    """The file whose change means the model changed: a bundle's manifest, a checkpoint's weights."""
+    manifest = folder / "manifest.json"
+    return manifest if manifest.is_file() else folder / "model.safetensors"
+
+
+def _test_examples(data: Path):
+    from siglip2_sdk.core.shards import iter_examples, split_shards
+
+    return list(iter_examples(split_shards(data, "test")))
+
+
+def _measure(folder: Path, examples) -> dict:
+    """Retrieval and zero-shot on the test split, and batch-1 latency of each tower."""
+    from siglip2_sdk.core.preprocess import preprocess
+    from siglip2_sdk.distill.evaluate import evaluate
+    from siglip2_sdk.encoder import Encoder
+
+    encoder = Encoder.load(folder)
+    results = evaluate(encoder, examples)
+    pixels = preprocess([examples[0].image], encoder.image_preprocessing)
+    ids = encoder.tokenizer([next(iter(examples[0].captions.values()))])
+    zero_shot = [r["top1"] for r in results["zero_shot"].values()]
+    return {
+        "t2i_R@1": results["retrieval"]["all"]["text_to_image"]["R@1"],
+        "i2t_R@1": results["retrieval"]["all"]["image_to_text"]["R@1"],
+        "zero_shot_top1": statistics.mean(zero_shot) if zero_shot else 0.0,
+        "image_ms": _median_ms(lambda: encoder.backend.embed_pixels(pixels)),
+        "text_ms": _median_ms(lambda: encoder.backend.embed_tokens(ids)),
+        "full": results,
+    }
+
+
+def _median_ms(run: Callable[[], object]) -> float:
+    for _ in range(3):
+        run()
+    times = []
+    for _ in range(LATENCY_RUNS):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def _row(name: str, folder: Path, results: dict) -> Evaluated:
+    from siglip2_sdk.core.bundle import read_manifest
+
+    if (folder / "manifest.json").is_file():
+        manifest = read_manifest(folder)
+        megabytes = sum(f.bytes for f in manifest.files.values()) / 2**20
+        return Evaluated(name, manifest.runtime, manifest.precision, manifest.status, megabytes, results)
+    size = (folder / "model.safetensors").stat().st_size / 2**20
+    return Evaluated(name, "torch", "fp32", "-", size, results)
+
+
+def _export_test_photos(data: Path, folder: Path) -> tuple[Path, dict[str, dict[str, str]]]:
+    """The test split's images as files (what a user's photo folder is) and their captions by file name."""
+    from siglip2_sdk.core.fileio import atomic_write_text, slug
+
+    captions_file = folder / "captions.json"
+    if captions_file.is_file():
+        return folder, json.loads(captions_file.read_text(encoding="utf-8"))
+    folder.mkdir(parents=True, exist_ok=True)
+    captions = {}
+    for example in _test_examples(data):
+        name = f"{slug(example.key)}.{example.image_ext}"
+        (folder / name).write_bytes(example.image)
+        captions[name] = example.captions
+    # Written last: its presence says every photo is there.
+    atomic_write_text(captions_file, json.dumps(captions, ensure_ascii=False, indent=1) + "\n")
+    return folder, captions
+
+
+def _queries(captions: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
+    """One (language, caption, photo) per demo language: a caption that names exactly one photo."""
+    uses: dict[tuple[str, str], list[str]] = {}
+    for name, by_language in captions.items():
+        for language, caption in by_language.items():
+            uses.setdefault((language, caption), []).append(name)
+    queries = []
+    for language in QUERY_LANGUAGES:
+        unique = sorted(
+            (c, names[0]) for (lang, c), names in uses.items() if lang == language and len(names) == 1
+        )
+        if unique:
+            caption, name = unique[len(unique) // 2]
+            queries.append((language, caption, name))
+    return queries
+
+
+def _best_bundle(rows: list[Evaluated], models: dict[str, Path]) -> Path:
+    """The bundle the phone app would use: LiteRT int8 when it passed its gate, else the first that did."""
+    passed = {row.name: models[row.name] for row in rows if row.status == "ok"}
+    if not passed:
+        raise Siglip2Error("no bundle passed its parity gate, so there is nothing to index with")
+    preferred = [name for name in passed if name.endswith("litert-int8")]
+    return passed[preferred[0] if preferred else next(iter(passed))]
+
+
+def run_demo(out: Path, steps: int | None = None) -> None:
     console = Console()
-    config = preset(preset_name)
-    tokenizer = Tokenizer.from_file(fetch_gemma_tokenizer(), length=config.text.context_length)
-    size = config.vision.image_size
-    spec = ImagePreprocessing(size=(size, size))
-
-    checkpoint = out_dir / f"{preset_name}-init"
-    with console.status(f"building a randomly initialized {preset_name} and saving it as a HF checkpoint"):
-        save_checkpoint(build_model(config, seed=0), checkpoint, tokenizer_file=tokenizer.path)
-        model = load_checkpoint(checkpoint)
-
-    photos = _sample_photos()
-    ids = tokenizer(CAPTIONS)
-    start = time.perf_counter()
-    with torch.no_grad():
-        image_emb = model.encode_image(torch.from_numpy(preprocess(list(photos.values()), spec)))
-        text_emb = model.encode_text(torch.from_numpy(ids))
-        cosines = image_emb @ text_emb.T
-    elapsed = time.perf_counter() - start
-
-    params = parameter_count(config)
-    console.print(
-        f"[bold]checkpoint[/] {checkpoint}  ({params['total'] / 1e6:.1f}M parameters, "
-        f"embedding dim {config.embed_dim}, untrained)"
-    )
-    tokens = Table(title="Gemma 256k tokenizer, big_vision semantics (first ids, EOS = 1, pad = 0)")
-    tokens.add_column("caption")
-    tokens.add_column("token ids")
-    for caption, row in zip(CAPTIONS, ids, strict=True):
-        tokens.add_row(caption, " ".join(str(i) for i in row[:12]) + " ...")
-    console.print(tokens)
-
-    scores = Table(title=f"cosine <img, txt> of the untrained model ({elapsed * 1000:.0f} ms for all)")
-    scores.add_column("image")
-    for caption in CAPTIONS:
-        scores.add_column(caption[:14])
-    for name, row in zip(photos, cosines.tolist(), strict=True):
-        scores.add_row(name, *(f"{c:+.3f}" for c in row))
-    console.print(scores)
-    console.print("[green]Built, not yet chained into this demo[/] (run them by hand):")
-    for step in BY_HAND:
-        console.print(f"  - {step}")
-    console.print("[yellow]Not built yet[/]:")
-    for step in NOT_BUILT_YET:
-        console.print(f"  - {step}")
+    demo = Demo(out, console, steps)
+    demo.corpus()
+    teacher = demo.teacher()
+    student = demo.student()
+    bundles = demo.export(student)
+    models = {"teacher": teacher, "student": student, **{folder.name: folder for folder in bundles}}
+    rows = demo.evaluate(models)
+    demo.index_and_search(_best_bundle(rows, models))
+    demo.summary(rows, teacher, student)

@@ -1,0 +1,113 @@
+"""Lowering to LiteRT (TFLite): each tower converted by litert-torch at a fixed batch. int8: the image
+tower by PT2E static quantization calibrated on real images, the text tower by AI Edge Quantizer's
+dynamic int8 recipe (it also quantizes the token embedding, which PT2E leaves in float)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .lowering import Calibration, Lowered, Towers
+
+FILES = {"image_model": "image.tflite", "text_model": "text.tflite"}
+PRECISIONS = ("fp32", "int8")
+# The converter cannot lower a dynamic batch axis, so each file takes one fixed batch and readers pad
+# the last chunk. Batch 1, measured with LiteRT on 2 CPU threads: a B/32 image tower is compute-bound
+# (batch 8 ran at 2.4-2.6 images/s against 1.9-2.7 for batch 1), while a padded batch of 8 makes every
+# single query or photo pay for 8. Only the 3-layer demo student gains from batching (757 -> 1464
+# images/s at batch 32), and there a batch-1 call already takes about a millisecond.
+BATCH_SIZE = 1
+INT8_SCHEME = (
+    "image: PT2E static int8 (weights symmetric per channel, activations per tensor from real "
+    "calibration images); text: AI Edge Quantizer dynamic_wi8_afp32 (int8 weights per channel, token "
+    "embedding included; activations quantized at run time)"
+)
+
+
+def lower(towers: Towers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
+    """image.tflite and text.tflite in `folder`, both taking batches of exactly BATCH_SIZE."""
+    pixels, ids = towers.example_pixels(BATCH_SIZE), towers.example_ids(BATCH_SIZE)
+    image_path, text_path = folder / FILES["image_model"], folder / FILES["text_model"]
+    with _quiet_converter(), torch.no_grad():
+        if precision == "int8":
+            quantized, quant_config = _static_int8(towers.image, pixels, calibration.pixels)
+            _convert(quantized, pixels, image_path, quant_config)
+        else:
+            _convert(towers.image, pixels, image_path)
+        _convert(towers.text, ids, text_path)
+        if precision == "int8":
+            _dynamic_int8(text_path)
+    return Lowered(
+        files=dict(FILES),
+        quantization=INT8_SCHEME if precision == "int8" else "none",
+        batch_size={"image": BATCH_SIZE, "text": BATCH_SIZE},
+    )
+
+
+def _convert(module: torch.nn.Module, example: torch.Tensor, path: Path, quant_config=None) -> None:
+    import litert_torch
+
+    litert_torch.convert(module, (example,), quant_config=quant_config).export(str(path))
+
+
+def _static_int8(module: torch.nn.Module, example: torch.Tensor, pixels: np.ndarray):
+    """The module with int8 quantize/dequantize pairs whose activation ranges were observed on
+    `pixels`, and the quantization config the converter needs to fuse them into int8 kernels."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    observed = prepare_pt2e(torch.export.export(module, (example,)).module(), quantizer)
+    for batch in _fixed_batches(pixels, len(example)):
+        observed(torch.from_numpy(batch))
+    return convert_pt2e(observed, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
+
+
+def _fixed_batches(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """`rows` in batches of exactly `size` (the exported graph's shape); the last one is filled up
+    with rows from the start, so the observers only ever see real images."""
+    if len(rows) == 0:
+        raise ValueError("static int8 needs at least one calibration image")
+    for start in range(0, len(rows), size):
+        indices = np.arange(start, start + size) % len(rows)
+        yield np.ascontiguousarray(rows[indices], dtype=np.float32)
+
+
+def _dynamic_int8(path: Path) -> None:
+    """Replace the float .tflite at `path` with its dynamic int8 version."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    result = quantizer.Quantizer(str(path), recipe.dynamic_wi8_afp32()).quantize(
+        enable_progress_bar=False, enable_progress_report=False
+    )
+    result.export_model(str(path), overwrite=True)
+
+
+@contextlib.contextmanager
+def _quiet_converter() -> Iterator[None]:
+    """litert-torch prints a line per conversion stage (the CLI shows its own status), and it and
+    AI Edge Quantizer log advice on the root logger: that int64 token ids become int32 (the backend
+    feeds int32), that the exported PT2E graph reports training mode (the towers have no dropout or
+    batch norm), that a file is overwritten (on purpose, in place)."""
+    from litert_torch import config
+
+    shown = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
+    root = logging.getLogger()
+    level = root.level
+    config.show_progress = False
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        if shown is None:
+            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
+        else:
+            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = shown

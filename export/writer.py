@@ -21,12 +21,16 @@ from siglip2_sdk.core.preprocess import ImageSource, preprocess
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.runtimes import open_backend
 
-from . import executorch, onnx
+from . import executorch, litert, onnx
 from .lowering import Calibration, Towers
 from .parity import Thresholds, failures, measure
 
 # --to name -> (runtime written in the manifest, the module that lowers to it)
-TARGETS = {"onnx": ("onnxruntime", onnx), "executorch": ("executorch", executorch)}
+TARGETS = {
+    "onnx": ("onnxruntime", onnx),
+    "tflite": ("litert", litert),
+    "executorch": ("executorch", executorch),
+}
 PRECISIONS = {to: module.PRECISIONS for to, (_, module) in TARGETS.items()}
 
 

@@ -13,7 +13,7 @@ from siglip2_sdk.core.errors import BundleError
 
 from .base import Backend
 
-SUPPORTED = ("onnxruntime", "executorch")
+SUPPORTED = ("onnxruntime", "litert", "executorch")
 
 
 def open_backend(bundle_dir: str | Path, manifest: Manifest, threads: int | None = None) -> Backend:
@@ -22,6 +22,10 @@ def open_backend(bundle_dir: str | Path, manifest: Manifest, threads: int | None
         from .onnxruntime_runtime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(Path(bundle_dir), manifest, threads)
+    if manifest.runtime == "litert":
+        from .litert_runtime import LiteRTBackend
+
+        return LiteRTBackend(Path(bundle_dir), manifest, threads)
     if manifest.runtime == "executorch":
         from .executorch_runtime import ExecuTorchBackend
 

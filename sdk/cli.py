@@ -198,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("checkpoint", help="checkpoint folder, HF id or alias")
     export.add_argument(
-        "--to", default="onnx,executorch", help="comma-separated: onnx, executorch (default: both)"
+        "--to",
+        default="onnx,tflite,executorch",
+        help="comma-separated: onnx, tflite, executorch (default: all three)",
     )
     export.add_argument(
         "--precision", default="fp32,int8", help="comma-separated: fp32, int8 (executorch: fp32 for now)"

@@ -161,14 +161,22 @@ def test_executorch_bundle_passes_the_gate_and_runs_past_its_batch_bound(executo
     np.testing.assert_allclose(bundle.embed_texts(texts), reference.embed_texts(texts), atol=1e-3)
 
 
+@pytest.fixture(scope="module")
+def litert_bundle(checkpoint, parity_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("litert")
+    return export_bundle(load_checkpoint(checkpoint), "tiny", "tflite", "fp32", out, parity_data)
+
+
 def test_every_runtime_gives_the_same_embeddings_and_ranking(
-    fp32_bundle, executorch_bundle, checkpoint, parity_data
+    fp32_bundle, litert_bundle, executorch_bundle, checkpoint, parity_data
 ):
     encoders = [
         Encoder.load(checkpoint),
         Encoder.load(fp32_bundle.folder),
+        Encoder.load(litert_bundle.folder),
         Encoder.load(executorch_bundle.folder),
     ]
+    assert [encoder.runtime for encoder in encoders] == ["torch", "onnxruntime", "litert", "executorch"]
     images = [encoder.embed_images(parity_data.images) for encoder in encoders]
     texts = [encoder.embed_texts(TEXTS) for encoder in encoders]
     for image, text in zip(images[1:], texts[1:], strict=True):

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 ARTIFACTS ?= artifacts
 
-.PHONY: setup assets demo test test-slow lint clean
+.PHONY: setup assets demo test test-slow test-jvm lint clean
 
 setup: $(INSTALLED)
 
@@ -31,6 +31,11 @@ lint: setup
 
 test: setup assets lint
 	$(BIN)/python -m pytest -q
+	PYTHON=$(BIN)/python android_demo/run-jvm-tests
+
+# The Android demo's pure-JVM core (Debian kotlinc + JUnit 4; installs them when missing and root).
+test-jvm: setup assets
+	PYTHON=$(BIN)/python android_demo/run-jvm-tests
 
 test-slow: setup assets
 	$(BIN)/python -m pytest -q -m slow

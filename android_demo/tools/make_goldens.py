@@ -10,6 +10,7 @@ reads bundles and ranks exactly like siglip2-sdk, by comparing against what this
                     every resample filter) with the SDK's preprocessed float32 pixels beside them
   search.json       unit vectors and queries with the expected top-k (dyadic vectors make exact ties)
   bundles.json      a bundle written by core.bundle plus broken copies, with the SDK's verdict on each
+  real-bundles.json the SDK's verdict on the bundles exported on this machine (artifacts/bundles), if any
 
 Needs no demo corpus (CI does not build it); the Gemma tokenizer is fetched by core.assets. Run with
 the project's venv: `.venv/bin/python android_demo/tools/make_goldens.py`. Skips the work when the
@@ -134,6 +135,8 @@ def fingerprint(tokenizer_path: Path) -> str:
     h.update(sys.version.encode())
     for shard in sorted(CORPUS.glob("test-*.tar")):
         h.update(f"{shard.name}:{shard.stat().st_size}".encode())
+    for manifest in sorted((REPO / "artifacts" / "bundles").glob("*/manifest.json")):
+        h.update(f"{manifest}:{manifest.stat().st_mtime_ns}".encode())
     return h.hexdigest()
 
 
@@ -501,7 +504,23 @@ def write_bundles(out: Path) -> int:
     verify_bundle(root / "good")
     assert manifest.status == "ok"
     (out / "bundles.json").write_text(json.dumps(cases, indent=1), encoding="utf-8")
+    (out / "real-bundles.json").write_text(json.dumps(real_bundles(), indent=1), encoding="utf-8")
     return len(cases)
+
+
+def real_bundles() -> list[dict]:
+    """The SDK's verdict on every bundle exported on this machine (artifacts/bundles), if any."""
+    verdicts = []
+    for folder in sorted(p for p in (REPO / "artifacts" / "bundles").glob("*") if p.is_dir()):
+        try:
+            manifest = verify_bundle(folder, allow_failed=True)
+        except BundleError as exc:
+            verdicts.append({"path": str(folder), "ok": False, "python_error": str(exc)})
+        else:
+            verdicts.append(
+                {"path": str(folder), "ok": True, "model_id": manifest.model_id, "status": manifest.status}
+            )
+    return verdicts
 
 
 def main() -> None:

@@ -30,14 +30,25 @@ class ImagePreprocessor(val spec: ImageSpec) {
 
     /**
      * Write one image into [out] at [offset] (a slot of a batch buffer): CHW, or HWC when
-     * [channelsLast] (some TFLite conversions take NHWC input).
+     * [channelsLast] (some TFLite conversions take NHWC input). With [reuseInput] the ARGB buffer is
+     * overwritten instead of copied (saves one full-size buffer for a large photo).
      */
-    fun preprocessInto(argb: IntArray, width: Int, height: Int, out: FloatArray, offset: Int, channelsLast: Boolean) {
+    @JvmOverloads
+    fun preprocessInto(
+        argb: IntArray,
+        width: Int,
+        height: Int,
+        out: FloatArray,
+        offset: Int,
+        channelsLast: Boolean,
+        reuseInput: Boolean = false
+    ) {
         if (width <= 0 || height <= 0 || argb.size < width * height) {
             throw InputException("ARGB buffer of ${argb.size} pixels is not a $width × $height image")
         }
         if (offset < 0 || offset + size > out.size) throw InputException("no room for an image at offset $offset")
-        val rgb = compositeOnWhite(argb, width * height)
+        val count = width * height
+        val rgb = compositeOnWhite(argb, count, if (reuseInput) argb else IntArray(count))
         val resized = PilResize.resize(rgb, width, height, spec.width, spec.height, spec.resample)
         val plane = spec.width * spec.height
         for (i in 0 until plane) {
@@ -60,11 +71,12 @@ class ImagePreprocessor(val spec: ImageSpec) {
     companion object {
         /**
          * Pillow's `alpha_composite(white, image)` then RGB: fully transparent pixels become white, partial
-         * ones blend with Pillow's rounded 7-bit fixed point (AlphaComposite.c). Returns packed 0xRRGGBB.
+         * ones blend with Pillow's rounded 7-bit fixed point (AlphaComposite.c). Writes packed 0xRRGGBB
+         * into [out] (which may be [argb] itself) and returns it.
          */
         @JvmStatic
-        fun compositeOnWhite(argb: IntArray, count: Int): IntArray {
-            val out = IntArray(count)
+        @JvmOverloads
+        fun compositeOnWhite(argb: IntArray, count: Int, out: IntArray = IntArray(count)): IntArray {
             for (i in 0 until count) {
                 val p = argb[i]
                 val a = p ushr 24

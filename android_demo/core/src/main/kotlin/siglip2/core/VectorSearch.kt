@@ -152,6 +152,22 @@ class BatchPlan(val fixed: Int?, val max: Int?) {
     }
 
     companion object {
+        /**
+         * Fill rows [items, batch) of a fixed batch with copies of the last real row, as the SDK does:
+         * dynamically quantized kernels pick activation ranges at run time, and a copy adds no new range.
+         */
+        @JvmStatic
+        fun padWithLastRow(buffer: FloatArray, rowSize: Int, items: Int, batch: Int) {
+            if (items < 1) throw InputException("a batch needs at least one real row")
+            for (row in items until batch) System.arraycopy(buffer, (items - 1) * rowSize, buffer, row * rowSize, rowSize)
+        }
+
+        @JvmStatic
+        fun padWithLastRow(rows: List<IntArray>, batch: Int): List<IntArray> {
+            if (rows.isEmpty()) throw InputException("a batch needs at least one real row")
+            return List(batch) { rows[minOf(it, rows.size - 1)] }
+        }
+
         @JvmStatic
         fun forImages(manifest: Manifest): BatchPlan = BatchPlan(manifest.batchSize.image, manifest.maxBatch.image)
 

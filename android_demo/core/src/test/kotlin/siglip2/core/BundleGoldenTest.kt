@@ -3,6 +3,7 @@ package siglip2.core
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
+import org.junit.Assume
 import org.junit.Test
 import java.io.File
 
@@ -43,6 +44,27 @@ class BundleGoldenTest {
                 fail("bundle '$name' was accepted; the SDK says: ${case.get("python_error").asString}")
             } catch (expected: BundleException) {
                 assertTrue(expected.message!!.isNotEmpty())
+            }
+        }
+    }
+
+    @Test
+    fun exportedBundlesOnThisMachineGetTheSdksVerdict() {
+        val real = Goldens.json("real-bundles.json").asJsonArray.map { it.asJsonObject }
+        Assume.assumeTrue("no bundles were exported on this machine (artifacts/bundles)", real.isNotEmpty())
+        for (case in real) {
+            val dir = File(case.get("path").asString)
+            if (case.get("ok").asBoolean) {
+                val manifest = Bundles.verify(dir, allowFailed = true)
+                assertEquals(case.get("model_id").asString, manifest.modelId)
+                assertEquals(case.get("status").asString, manifest.status)
+            } else {
+                try {
+                    Bundles.verify(dir, allowFailed = true)
+                    fail("'$dir' was accepted; the SDK says: ${case.get("python_error").asString}")
+                } catch (expected: BundleException) {
+                    assertTrue(expected.message!!.isNotEmpty())
+                }
             }
         }
     }

@@ -39,6 +39,15 @@ class CoreUnitTest {
     }
 
     @Test
+    fun paddingRepeatsTheLastRealRow() {
+        val buffer = floatArrayOf(1f, 2f, 3f, 4f, 0f, 0f, 0f, 0f)
+        BatchPlan.padWithLastRow(buffer, rowSize = 2, items = 2, batch = 4)
+        assertArrayEquals(floatArrayOf(1f, 2f, 3f, 4f, 3f, 4f, 3f, 4f), buffer, 0f)
+        val rows = BatchPlan.padWithLastRow(listOf(intArrayOf(7), intArrayOf(8)), 3)
+        assertEquals(listOf(7, 8, 8), rows.map { it[0] })
+    }
+
+    @Test
     fun rotatingFourTimesIsTheIdentity() {
         val argb = IntArray(6) { it }
         var image = OrientedImage(argb, 3, 2)

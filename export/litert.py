@@ -19,14 +19,15 @@ FILES = {"image_model": "image.tflite", "text_model": "text.tflite"}
 PRECISIONS = ("fp32", "int8")
 # The converter cannot lower a dynamic batch axis, so each file takes one fixed batch and readers pad
 # the last chunk. Batch 1, measured with LiteRT on 2 CPU threads: a B/32 image tower is compute-bound
-# (batch 8 ran at 2.4-2.6 images/s against 1.9-2.7 for batch 1), while a padded batch of 8 makes every
-# single query or photo pay for 8. Only the 3-layer demo student gains from batching (757 -> 1464
+# (batch 8 ran at 2.4-2.6 images/s against 1.9-2.7 for batch 1), while with a fixed batch of 8 one
+# query or one photo costs as much as 8. Only the 3-layer demo student gains from batching (757 -> 1464
 # images/s at batch 32), and there a batch-1 call already takes about a millisecond.
 BATCH_SIZE = 1
 INT8_SCHEME = (
     "image: PT2E static int8 (weights symmetric per channel, activations per tensor from real "
-    "calibration images); text: AI Edge Quantizer dynamic_wi8_afp32 (int8 weights per channel, token "
-    "embedding included; activations quantized at run time)"
+    "calibration images; the file takes int8 pixels, its input scale and zero point say how); "
+    "text: AI Edge Quantizer dynamic_wi8_afp32 (int8 weights per channel, token embedding included; "
+    "activations quantized at run time)"
 )
 
 

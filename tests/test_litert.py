@@ -138,3 +138,9 @@ def test_a_manifest_whose_batch_the_file_does_not_take_is_refused(fp32_bundle, t
     write_manifest(copy, dataclasses.replace(manifest, batch_size={"image": 2, "text": FIXED_BATCH}))
     with pytest.raises(BundleError, match="batches of 3"):
         Encoder.load(copy)
+
+
+def test_without_ai_edge_litert_the_error_says_what_to_install(fp32_bundle, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # what an absent package gives
+    with pytest.raises(BundleError, match=r"pip install 'siglip2-sdk\[tflite\]'"):
+        Encoder.load(fp32_bundle.folder)

@@ -227,8 +227,8 @@ def ranges(code_points: list[int]) -> list[list[int]]:
 
 def write_lowercase(out: Path) -> int:
     """Python's lowercasing for every code point, and the two character classes of its Final_Sigma rule,
-    observed through str.lower() itself: `cσ` tells whether c is cased (and not case-ignorable), `Aσc`
-    ends in final sigma when c is case-ignorable or not cased."""
+    observed through str.lower() itself: the Σ of `cΣ` is final when c is cased (and not case-ignorable),
+    the Σ of `AcΣ` when c is case-ignorable or cased."""
     changed, cased, ignorable = [], [], []
     for cp in range(MAX_CODE_POINT + 1):
         if 0xD800 <= cp <= 0xDFFF:

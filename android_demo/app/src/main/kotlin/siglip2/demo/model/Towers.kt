@@ -82,7 +82,7 @@ private class LiteRtTower(file: File, threads: Int, private val embedDim: Int) :
             DataType.UINT8 -> for (v in pixels) buffer.put(quantize(v, params.scale, params.zeroPoint, 0, 255).toByte())
             else -> throw BundleException("LiteRT image tower takes ${input.dataType()}, which this app cannot feed")
         }
-        return run(buffer, batch)
+        return runModel(buffer, batch)
     }
 
     override fun embedTokens(rows: List<IntArray>): Array<FloatArray> {
@@ -93,10 +93,10 @@ private class LiteRtTower(file: File, threads: Int, private val embedDim: Int) :
             DataType.INT64 -> for (row in rows) for (id in row) buffer.putLong(id.toLong())
             else -> throw BundleException("LiteRT text tower takes ${input.dataType()}, not token ids")
         }
-        return run(buffer, rows.size)
+        return runModel(buffer, rows.size)
     }
 
-    private fun run(buffer: ByteBuffer, batch: Int): Array<FloatArray> {
+    private fun runModel(buffer: ByteBuffer, batch: Int): Array<FloatArray> {
         buffer.rewind()
         val out = allocate(output.numBytes())
         interpreter.run(buffer, out)

@@ -59,6 +59,9 @@ class Manifest:
     max_batch: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
     parity: dict = field(default_factory=dict)  # figures measured at export against the float model
     status: str = "ok"  # "failed" when the parity gate refused the bundle
+    # A pruned token table ({"kept", "of", "from", "unk_id"}); empty: the full vocabulary. The text
+    # file still takes the tokenizer's original ids (it remaps them), so readers need nothing from it.
+    vocabulary: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created_by: str = ""
 

@@ -24,6 +24,7 @@ from siglip2_sdk.runtimes import open_backend
 from . import executorch, litert, onnx
 from .lowering import Calibration, Towers
 from .parity import Thresholds, failures, measure
+from .vocab import KeptVocabulary, PrunedTextEncoder
 
 # --to name -> (runtime written in the manifest, the module that lowers to it)
 TARGETS = {
@@ -66,11 +67,13 @@ def export_bundle(
     thresholds: Thresholds | None = None,
     reference: tuple[np.ndarray, np.ndarray] | None = None,
     calibration: Calibration | None = None,
+    vocabulary: KeptVocabulary | None = None,
 ) -> ExportResult:
     """Write `out_root/<model>-<runtime>-<precision>/`, measure it against the float model and record
     the figures in its manifest (status "failed" when the gate refuses it). The folder appears whole.
     `calibration` feeds static quantization; without it the parity images stand in (tests only: a
-    real export calibrates on data the gate does not check on)."""
+    real export calibrates on data the gate does not check on). `vocabulary` prunes the text tower's
+    token table to the kept ids (the bundle name gets a `-vocab-...` suffix)."""
     thresholds = thresholds or Thresholds()
     if to not in TARGETS:
         raise Siglip2Error(
@@ -92,10 +95,12 @@ def export_bundle(
 
     runtime, lowering = TARGETS[to]
     out_root.mkdir(parents=True, exist_ok=True)
-    name = f"{slug(model_id, fallback='model')}-{runtime}-{precision}"
+    suffix = vocabulary.suffix if vocabulary else ""
+    name = f"{slug(model_id, fallback='model')}-{runtime}-{precision}{suffix}"
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
-        lowered = lowering.lower(Towers.of(model), precision, staging, calibration)
+        text_tower = PrunedTextEncoder(model, vocabulary) if vocabulary else None
+        lowered = lowering.lower(Towers.of(model, text=text_tower), precision, staging, calibration)
         shutil.copyfile(tokenizer_file, staging / "tokenizer.json")
         files = {**lowered.files, "tokenizer": "tokenizer.json"}
         manifest = Manifest(
@@ -111,6 +116,7 @@ def export_bundle(
             files={role: describe_file(staging, file) for role, file in files.items()},
             batch_size=lowered.batch_size,
             max_batch=lowered.max_batch,
+            vocabulary=vocabulary.manifest_entry() if vocabulary else {},
             created_by=f"siglip2-sdk {__version__}",
         )
         backend = open_backend(staging, manifest)
@@ -150,14 +156,37 @@ def calibration_inputs(data: ParityData, spec, tokenizer: Tokenizer) -> Calibrat
     return Calibration(pixels=preprocess(list(data.images), spec), input_ids=tokenizer(data.texts))
 
 
-def parity_data_from_shards(shards: str, limit: int) -> ParityData:
-    """The first `limit` examples with a caption (English when there is one) from held-out shards."""
+def parity_data_from_shards(shards: str, limit: int, languages: Sequence[str] = ()) -> ParityData:
+    """The first `limit` examples with a caption (English when there is one) from held-out shards.
+    With `languages` (a pruned vocabulary's), the first with a caption in one of them, the languages
+    taking turns, so the gate checks the text the bundle keeps."""
     from itertools import islice
 
     from siglip2_sdk.core.shards import expand_shards, iter_examples
 
-    examples = [e for e in islice(iter_examples(expand_shards(shards)), limit) if e.captions]
-    if len(examples) < 2:
-        raise Siglip2Error(f"'{shards}' has fewer than 2 captioned examples to check parity on")
-    texts = [e.captions.get("en") or next(iter(e.captions.values())) for e in examples]
-    return ParityData([e.image for e in examples], texts)
+    examples = iter_examples(expand_shards(shards))
+    if languages:
+        pairs = list(islice(_captions_in(examples, languages), limit))
+    else:
+        pairs = [
+            (e, e.captions.get("en") or next(iter(e.captions.values())))
+            for e in islice(examples, limit)
+            if e.captions
+        ]
+    if len(pairs) < 2:
+        in_languages = f" in {','.join(languages)}" if languages else ""
+        raise Siglip2Error(f"'{shards}' has fewer than 2 captioned examples{in_languages} to check parity on")
+    return ParityData([e.image for e, _ in pairs], [text for _, text in pairs])
+
+
+def _captions_in(examples, languages: Sequence[str]):
+    """(example, caption) for the examples with a caption in one of `languages`, taken in turn."""
+    wanted = [tag.lower() for tag in languages]
+    turn = 0
+    for example in examples:
+        by_tag = {tag.lower(): text for tag, text in example.captions.items()}
+        start = turn % len(wanted)
+        text = next((by_tag[tag] for tag in wanted[start:] + wanted[:start] if tag in by_tag), None)
+        if text is not None:
+            turn += 1
+            yield example, text

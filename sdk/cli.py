@@ -218,6 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-examples", type=int, default=128, help="calibration examples")
     export.add_argument("--min-cosine", type=float, default=0.99, help="gate: minimum embedding cosine")
     export.add_argument("--min-agreement", type=float, default=0.98, help="gate: minimum top-1 agreement")
+    export.add_argument(
+        "--vocab-from",
+        metavar="DATA",
+        help="prune the text tower's token table to the ids that occur in DATA's captions, every language: "
+        "WebDataset shards (globs, brace patterns) or a .txt file with one caption per line",
+    )
+    export.add_argument(
+        "--languages",
+        metavar="LANGS",
+        help="prune the token table to the tokens written in these languages' scripts, e.g. en,de,fr "
+        "(with --vocab-from: the union). The bundle keeps the original tokenizer; tokens outside the kept "
+        "set read as <unk>, so other text still runs, degraded: add en to a non-Latin language for the "
+        "Latin words its text mixes in. The gate checks captions in LANGS",
+    )
     export.set_defaults(run=_run_export)
 
     index = commands.add_parser(
@@ -428,6 +442,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from siglip2_sdk.core.checkpoint import load_checkpoint
     from siglip2_sdk.core.tokenizer import Tokenizer
     from siglip2_sdk.export.parity import Thresholds
+    from siglip2_sdk.export.vocab import check_sources
     from siglip2_sdk.export.writer import (
         PRECISIONS,
         calibration_inputs,
@@ -450,9 +465,12 @@ def _run_export(args: argparse.Namespace) -> int:
                 targets.append((to, precision))
             else:
                 print(f"skipping {to} {precision}: not offered for {to} yet", file=sys.stderr)
-    parity_data = parity_data_from_shards(args.parity_data, args.parity_examples)
+    languages = [tag for tag in (args.languages or "").split(",") if tag]
+    check_sources(args.vocab_from, languages)
+    parity_data = parity_data_from_shards(args.parity_data, args.parity_examples, languages)
     model = load_checkpoint(args.checkpoint)
     model_id = _model_id(args.checkpoint)
+    vocabulary = _pruned_vocabulary(model, args.vocab_from, languages)
     calibration = calibration_inputs(
         parity_data_from_shards(args.calibration_data, args.calibration_examples),
         model.image_preprocessing,
@@ -468,8 +486,9 @@ def _run_export(args: argparse.Namespace) -> int:
     for to, precision in targets:
         with Console(stderr=True).status(f"exporting {to} {precision}"):
             result = export_bundle(
-                model, model_id, to, precision, args.out, parity_data, thresholds, calibration=calibration
-            )
+                model, model_id, to, precision, args.out, parity_data, thresholds, calibration=calibration,
+                vocabulary=vocabulary,
+            )  # fmt: skip
         p = result.manifest.parity
         megabytes = sum(f.bytes for f in result.manifest.files.values()) / 2**20
         table.add_row(
@@ -481,6 +500,26 @@ def _run_export(args: argparse.Namespace) -> int:
             print(f"{result.folder}: parity gate failed: {'; '.join(result.problems)}", file=sys.stderr)
     Console().print(table)
     return 1 if failed else 0
+
+
+def _pruned_vocabulary(model, data: str | None, languages: list[str]):
+    """The kept token ids when --vocab-from/--languages ask for pruning (None: the full vocabulary),
+    with what it saves said on stderr."""
+    from siglip2_sdk.export.vocab import kept_vocabulary
+
+    if data is None and not languages:
+        return None
+    with Console(stderr=True).status("choosing the kept vocabulary"):
+        vocabulary = kept_vocabulary(
+            model.source_dir / "tokenizer.json", model.config.text, data=data, languages=languages
+        )
+    full, kept = vocabulary.table_bytes(model.config.text.width)
+    print(
+        f"vocabulary: {len(vocabulary.ids):,} of {vocabulary.of:,} tokens kept ({vocabulary.source}); "
+        f"fp32 token table {full / 2**20:.1f} MB -> {kept / 2**20:.1f} MB",
+        file=sys.stderr,
+    )
+    return vocabulary
 
 
 def _run_index(args: argparse.Namespace) -> int:

@@ -362,8 +362,8 @@ def _rss_mb() -> tuple[float, float]:
     exec (ru_maxrss does not: a spawned child inherits the high-water mark of the parent it forked from)."""
     status = Path("/proc/self/status")
     if status.is_file():
-        fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-        return tuple(int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM"))
+        lines = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        return tuple(int(lines[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # bytes on macOS
     return peak, peak
 
@@ -658,8 +658,9 @@ def run_bench(
     subjects = _subjects([Path(b) for b in bundles], checkpoint_dir, config, baseline)
     machine = machine_info()
     threads = settings.threads or machine["physical_cores"]
-    examples = _examples(data, settings.examples)
-    flops = tower_flops(config)
+    wanted = settings.examples and max(settings.examples, settings.index_images, settings.batch_size)
+    examples = _examples(data, wanted)
+    accuracy_examples = examples[: settings.examples]
 
     probes = {}
     for subject in progress(subjects, "load time and peak memory (a process each)"):
@@ -670,42 +671,31 @@ def run_bench(
     inputs = {s.name: _timing_inputs(s.encoder, examples, settings.batch_size) for s in subjects}
     times = time_subjects(subjects, inputs, settings, progress)
     speed = {s.name: speed_figures(times[s.name], settings.batch_size) for s in subjects}
-
-    accuracy, reference_summary = {}, None
+    reference, accuracy = None, {}
     if settings.accuracy != "none":
-        log(f"accuracy of the float checkpoint on {len(examples)} test examples")
+        log(f"accuracy of the float checkpoint on {len(accuracy_examples)} test examples")
         reference = measure_accuracy(
-            Encoder.load(checkpoint_dir, threads=threads), examples, settings.accuracy, settings.batch_size
-        )
-        if reference["results"] is not None:
-            reference_summary = {**_headline(reference["results"]), "evaluation": reference["results"]}
+            Encoder.load(checkpoint_dir, threads=threads), accuracy_examples, settings.accuracy,
+            settings.batch_size,
+        )  # fmt: skip
         for subject in progress(subjects, "accuracy"):
-            measured = measure_accuracy(subject.encoder, examples, settings.accuracy, settings.batch_size)
+            measured = measure_accuracy(
+                subject.encoder, accuracy_examples, settings.accuracy, settings.batch_size
+            )
             accuracy[subject.name] = retention(measured, reference)
+    index = _index_all(subjects, examples, images, speed, settings, progress)
 
-    index = {}
-    with tempfile.TemporaryDirectory(prefix="siglip2-bench-images-") as scratch:
-        folder = images or Path(scratch)
-        if images is None:
-            export_images(examples, folder, settings.index_images)
-        for subject in progress(subjects, "PhotoIndex.add"):
-            index[subject.name] = index_throughput(subject.encoder, folder, settings.batch_size)
-            model_only = speed[subject.name]["image"]["batch_per_s"]
-            index[subject.name] |= {
-                "model_only_per_s": model_only,
-                "ratio": index[subject.name]["per_s"] / model_only,
-            }
-
+    flops = tower_flops(config)
     report = {
         "created_by": f"siglip2-sdk {__version__}",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {**asdict(settings), "threads": threads, "baseline": baseline, "data": data,
-                     "accuracy_examples": len(examples), "images": str(images) if images else None},
+                     "accuracy_examples": len(accuracy_examples), "images": str(images) if images else None},
         "machine": machine,
         "versions": package_versions(),
         "model": {"checkpoint": str(checkpoint_dir), "config": config.to_dict(),
                   "flops_per_image": flops["image"], "flops_per_text": flops["text"]},
-        "float_reference": reference_summary,
+        "float_reference": _reference_summary(reference),
         "subjects": [],
     }  # fmt: skip
     base = speed.get(BASELINE_NAME)
@@ -719,6 +709,33 @@ def run_bench(
         report["subjects"].append(entry)
     write_report(report, out)
     return report
+
+
+def _reference_summary(reference: dict | None) -> dict | None:
+    if reference is None or reference["results"] is None:
+        return None
+    return {**_headline(reference["results"]), "evaluation": reference["results"]}
+
+
+def _index_all(
+    subjects, examples, images: Path | None, speed: dict, settings: BenchSettings, progress
+) -> dict:
+    """PhotoIndex.add throughput per subject on `images`, or on test images written to a scratch folder,
+    beside the model-only throughput at the same batch size."""
+    index = {}
+    with tempfile.TemporaryDirectory(prefix="siglip2-bench-images-") as scratch:
+        folder = images or Path(scratch)
+        if images is None:
+            export_images(examples, folder, settings.index_images)
+        for subject in progress(subjects, "PhotoIndex.add"):
+            figures = index_throughput(subject.encoder, folder, settings.batch_size)
+            model_only = speed[subject.name]["image"]["batch_per_s"]
+            index[subject.name] = {
+                **figures,
+                "model_only_per_s": model_only,
+                "ratio": figures["per_s"] / model_only,
+            }
+    return index
 
 
 def _speedup(speed: dict, base: dict) -> dict:

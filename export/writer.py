@@ -22,7 +22,7 @@ from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.runtimes import open_backend
 
 from . import executorch, litert, onnx
-from .lowering import Calibration, Towers
+from .lowering import Calibration, Towers, quiet_lowering
 from .parity import Thresholds, failures, measure
 from .vocab import KeptVocabulary, PrunedTextEncoder
 
@@ -100,7 +100,8 @@ def export_bundle(
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
         text_tower = PrunedTextEncoder(model, vocabulary) if vocabulary else None
-        lowered = lowering.lower(Towers.of(model, text=text_tower), precision, staging, calibration)
+        with quiet_lowering():
+            lowered = lowering.lower(Towers.of(model, text=text_tower), precision, staging, calibration)
         shutil.copyfile(tokenizer_file, staging / "tokenizer.json")
         files = {**lowered.files, "tokenizer": "tokenizer.json"}
         manifest = Manifest(

@@ -913,6 +913,7 @@ def plot_latency_vs_accuracy(report: dict, path: Path) -> None:
                      label="float checkpoint")  # fmt: skip
         axes.legend(loc="lower right", fontsize=8)
     axes.set_xscale("log")
+    axes.margins(x=0.25, y=0.15)  # room for the labels of the points at the edges
     axes.set_xlabel("image tower latency at batch 1, median (ms, log scale)")
     axes.set_ylabel("text→image R@1 (%)" if full else "mean image-embedding cosine with float")
     axes.set_title("latency vs accuracy")

@@ -107,7 +107,7 @@ def export_bundle(
         manifest = Manifest(
             model_id=model_id,
             runtime=runtime,
-            precision=precision,
+            precision=lowered.precision or precision,
             quantization=lowered.quantization,
             embed_dim=model.config.embed_dim,
             image=model.image_preprocessing,

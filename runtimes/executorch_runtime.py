@@ -23,6 +23,9 @@ class ExecuTorchBackend:
                 f"bundle '{bundle_dir}' runs on ExecuTorch, which is not installed: "
                 "pip install 'siglip2-sdk[executorch]'"
             ) from None
+        if manifest.precision == "int8":
+            # int8 programs call its embedding_byte kernel (the token table) outside the XNNPACK delegate.
+            import executorch.kernels.quantized  # noqa: F401
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch

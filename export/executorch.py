@@ -7,7 +7,7 @@ backend loads too). On the demo student (256 held-out pairs, `siglip2-sdk bench`
 min 0.99998, agreement 0.992/0.988, towers 27.1 MB (fp32: 97.0), 2,641 images/s against 2,103.
 Static int8 (activation ranges calibrated on real images, one scale per tensor) was measured for the
 image tower and refused: cosine min 0.9989 and 85%/92% top-1 agreement, where dynamic per-row
-activations kept 99-100%.
+activations kept 99-100%, and no faster (2,005 against 2,024 images/s at batch 32).
 
 fp16: the tower in half precision behind float32 inputs and outputs; cosine 1.0, half the size. It is
 for phones whose CPUs compute in fp16 (ARMv8.2 and later): on this x86 CPU (AVX2 and F16C, no fp16

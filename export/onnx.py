@@ -102,8 +102,8 @@ def export_fp32(towers: Towers, folder: Path) -> None:
 
 def fp16_weights(path: Path, tower: str, calibration: np.ndarray) -> None:
     """Every float matrix and table stored as fp16 and cast back to fp32 in the graph (onnxruntime
-    folds the casts when it loads the file). onnxruntime's float16 converter, asked to keep compute in
-    fp32, also rounds the graph's scalar constants and measured cosine 0.9995 instead of 1.0."""
+    folds the casts when it loads the file). onnxruntime's float16 converter, asked for the same
+    (every op type kept in fp32, force_fp16_initializers), measured cosine 0.9995 instead of 1.0."""
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(path)
@@ -149,7 +149,7 @@ def int8_dynamic(path: Path, tower: str, calibration: np.ndarray) -> None:
 
 def int8_static(path: Path, tower: str, calibration: np.ndarray) -> None:
     """NNCF post-training int8 on the nodes inside `INT8_MODULES`, activation ranges observed on
-    `calibration` (one example per step: NNCF's statistics expect batch 1)."""
+    `calibration` (one example per step: NNCF warns that larger batches skew some of its statistics)."""
     import nncf
 
     model = onnx.load(path)

@@ -71,9 +71,9 @@ def export_bundle(
 ) -> ExportResult:
     """Write `out_root/<model>-<runtime>-<precision>/`, measure it against the float model and record
     the figures in its manifest (status "failed" when the gate refuses it). The folder appears whole.
-    `calibration` feeds static quantization; without it the parity images stand in (tests only: a
-    real export calibrates on data the gate does not check on). `vocabulary` prunes the text tower's
-    token table to the kept ids (the bundle name gets a `-vocab-...` suffix)."""
+    `calibration` feeds static quantization (int8-static); without it the parity images stand in,
+    which only schemes that never read calibration (all but int8-static) or tests should rely on.
+    `vocabulary` prunes the text tower's token table to the kept ids (bundle name suffix `-vocab-...`)."""
     thresholds = thresholds or Thresholds()
     if to not in TARGETS:
         raise Siglip2Error(

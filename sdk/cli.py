@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--calibration-data",
         default="artifacts/data/val-*.tar",
-        help="shards whose images and captions static int8 quantization observes (not the parity data)",
+        help="shards whose images and captions static int8 (int8-static) observes; never the parity data "
+        "(default: the demo corpus's validation split)",
     )
     export.add_argument("--calibration-examples", type=int, default=128, help="calibration examples")
     export.add_argument("--min-cosine", type=float, default=0.99, help="gate: minimum embedding cosine")
@@ -515,11 +516,14 @@ def _run_export(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint)
     model_id = _model_id(args.checkpoint)
     vocabulary = _pruned_vocabulary(model, args.vocab_from, languages)
-    calibration = calibration_inputs(
-        parity_data_from_shards(args.calibration_data, args.calibration_examples),
-        model.image_preprocessing,
-        Tokenizer.for_text_tower(model.source_dir / "tokenizer.json", model.config.text),
-    )
+    # Only static int8 observes activations; the other schemes never read calibration data.
+    calibration = None
+    if any(precision.endswith("-static") for _, precision in targets):
+        calibration = calibration_inputs(
+            parity_data_from_shards(args.calibration_data, args.calibration_examples),
+            model.image_preprocessing,
+            Tokenizer.for_text_tower(model.source_dir / "tokenizer.json", model.config.text),
+        )
     thresholds = Thresholds(cosine_min=args.min_cosine, agreement=args.min_agreement)
     table = Table(
         title=f"bundles of {model_id} in {args.out} (parity on {len(parity_data.texts)} held-out examples)"

@@ -106,7 +106,8 @@ class Demo:
     def announce(self, title: str, total: int = 7) -> None:
         self._step += 1
         elapsed = time.perf_counter() - self.started
-        self.console.rule(f"[bold]{self._step}/{total} {title}[/]  ({elapsed / 60:.1f} min)")
+        # The time first: a narrow terminal cuts the end of a rule.
+        self.console.rule(f"[bold]{self._step}/{total}[/] at {elapsed / 60:.1f} min: [bold]{title}[/]")
 
     def log(self, message: str) -> None:
         self.console.print(f"  {message}")

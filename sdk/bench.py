@@ -28,14 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from siglip2_sdk import __version__
-from siglip2_sdk.core.bundle import Manifest, read_manifest, verify_bundle
+from siglip2_sdk.core.bundle import Manifest, read_manifest
 from siglip2_sdk.core.config import ModelConfig, from_hf_config
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.hub import resolve_checkpoint
 from siglip2_sdk.core.preprocess import preprocess
 from siglip2_sdk.core.shards import Example, expand_shards, iter_examples
 from siglip2_sdk.core.tokenizer import Tokenizer
-from siglip2_sdk.runtimes import open_backend
 
 from .encoder import Encoder
 from .index import PhotoIndex
@@ -260,25 +259,7 @@ def open_baseline(checkpoint: str, threads: int | None) -> Encoder:
 def open_bundle(folder: Path, threads: int | None) -> Encoder:
     """`Encoder.load`, and for a bundle its export gate refused the same encoder all the same: how far
     off such a bundle is, and how fast, is worth measuring (the report shows its status)."""
-    if read_manifest(folder).status == "ok":
-        return Encoder.load(folder, threads=threads)
-    manifest = verify_bundle(folder, allow_failed=True)
-    text = manifest.text
-    return Encoder(
-        open_backend(folder, manifest, threads),
-        image_preprocessing=manifest.image,
-        tokenizer=Tokenizer.from_file(
-            folder / manifest.files["tokenizer"].path,
-            length=text.length,
-            lowercase=text.lowercase,
-            pad_id=text.pad_id,
-        ),
-        model_id=manifest.model_id,
-        dim=manifest.embed_dim,
-        logit_scale=manifest.logit_scale,
-        logit_bias=manifest.logit_bias,
-        source=folder.resolve(),
-    )
+    return Encoder.load(folder, threads=threads, allow_failed=True)
 
 
 @dataclass

@@ -47,12 +47,18 @@ class Encoder:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, runtime: str | None = None, *, threads: int | None = None
+        cls,
+        path: str | os.PathLike,
+        runtime: str | None = None,
+        *,
+        threads: int | None = None,
+        allow_failed: bool = False,
     ) -> Encoder:
-        """A bundle folder (runs on its own runtime) or a checkpoint folder, HF id or alias (torch)."""
+        """A bundle folder (runs on its own runtime) or a checkpoint folder, HF id or alias (torch).
+        A bundle whose export parity gate failed is refused unless `allow_failed` (to measure it)."""
         folder = Path(path).expanduser()
         if (folder / MANIFEST_NAME).is_file():
-            return cls._from_bundle(folder, runtime, threads)
+            return cls._from_bundle(folder, runtime, threads, allow_failed)
         if runtime not in (None, "torch"):
             raise Siglip2Error(
                 f"'{path}' is a checkpoint, which runs on runtime='torch'; for {runtime!r} export it "
@@ -61,8 +67,11 @@ class Encoder:
         return cls._from_checkpoint(path, threads)
 
     @classmethod
-    def _from_bundle(cls, folder: Path, runtime: str | None, threads: int | None) -> Encoder:
-        manifest = verify_bundle(folder)  # refuses damaged files and bundles that failed their gate
+    def _from_bundle(
+        cls, folder: Path, runtime: str | None, threads: int | None, allow_failed: bool
+    ) -> Encoder:
+        # Refuses damaged files, and bundles that failed their gate unless asked not to.
+        manifest = verify_bundle(folder, allow_failed=allow_failed)
         if runtime not in (None, manifest.runtime):
             raise Siglip2Error(
                 f"bundle '{folder}' was made for {manifest.runtime}; pass runtime={manifest.runtime!r} "

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from siglip2_sdk import PhotoIndex
+from siglip2_sdk.bench import machine_summary
 from siglip2_sdk.index import ANN_FILE
 
 RESULTS = Path(__file__).parent / "results"
@@ -147,21 +148,6 @@ def measure(n: int, dim: int, data: str, query_count: int, grow: int, threshold:
     }
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    names = (
-        [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        if cpuinfo.is_file()
-        else []
-    )
-    model = names[0] if names else platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
-
-
 COLUMNS = {
     "vectors": "vectors",
     "dim": "dim",
@@ -222,7 +208,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     report = {
-        "machine": machine(),
+        "machine": machine_summary(),
         "packages": {
             "python": platform.python_version(),
             **{name: version(name) for name in ("numpy", "faiss-cpu", "siglip2-sdk")},

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from siglip2_sdk.bench import machine_summary
 from siglip2_sdk.core.shards import iter_examples, split_shards
 from siglip2_sdk.distill import recipes
 from siglip2_sdk.distill.evaluate import evaluate
@@ -49,22 +48,6 @@ def summarize(results: dict) -> dict:
         "zero_shot_top1_mean": statistics.mean(r["top1"] for r in zero_shot.values()),
         "zero_shot_top1": {name: r["top1"] for name, r in zero_shot.items()},
     }
-
-
-def machine() -> str:
-    """CPU model and core count (what the step times depend on)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    names = (
-        [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        if cpuinfo.is_file()
-        else []
-    )
-    model = names[0] if names else platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
 
 
 def step_time(run_dir: Path) -> float:
@@ -120,7 +103,7 @@ def main() -> None:
             measured[name]["step_time_s"] = step_times[name]
 
     report = {
-        "machine": machine(),
+        "machine": f"{machine_summary()}, torch {torch.__version__}",
         "settings": {**vars(args), "data": str(args.data), "out": str(args.out)},
         "examples": {split: len(examples) for split, examples in splits.items()},
         "models": measured,

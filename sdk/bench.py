@@ -168,6 +168,12 @@ def machine_info() -> dict:
     }
 
 
+def machine_summary() -> str:
+    """One line for a results file: CPU model, cores, OS and architecture."""
+    info = machine_info()
+    return f"{info['cpu']}, {info['physical_cores']} cores, {platform.system()} {info['architecture']}"
+
+
 def _peak(per_cycle: int, cores: int, mhz: float | None) -> float | None:
     return per_cycle * cores * mhz / 1000 if mhz else None
 

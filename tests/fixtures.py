@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,20 @@ def write_tiny_tokenizer(path: Path) -> Path:
 
 def solid_image(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> Image.Image:
     return Image.fromarray(np.full((size[1], size[0], 3), color, dtype=np.uint8))
+
+
+def write_shard(path: Path, examples) -> Path:
+    """A WebDataset tar of `examples`, each (PIL image, its .json metadata), keyed 0000, 0001, ..."""
+    with tarfile.open(path, "w") as tar:
+        for i, (image, meta) in enumerate(examples):
+            png = io.BytesIO()
+            image.save(png, format="PNG")
+            files = {f"{i:04d}.png": png.getvalue(), f"{i:04d}.json": json.dumps(meta).encode()}
+            for name, payload in files.items():
+                member = tarfile.TarInfo(name)
+                member.size = len(payload)
+                tar.addfile(member, io.BytesIO(payload))
+    return path
 
 
 def make_bundle(folder, **overrides) -> Manifest:

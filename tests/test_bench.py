@@ -3,10 +3,8 @@ formula against torch's counter, the peak formula, and clean errors."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import tarfile
 from dataclasses import replace
 
 import pytest
@@ -24,6 +22,7 @@ from siglip2_sdk.core.model import SiglipModel
 from siglip2_sdk.export.parity import Thresholds
 from siglip2_sdk.export.writer import ParityData, export_bundle
 
+import fixtures
 from fixtures import solid_image, tiny_checkpoint
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -33,21 +32,14 @@ TINY_RUN = ["--runs", "3", "--batch-runs", "2", "--warmup", "1", "--batch-size",
 
 def write_shard(path, count: int = 12):
     """A WebDataset shard of distinct solid-colour images, one English caption and a label each."""
-    with tarfile.open(path, "w") as tar:
-        for i in range(count):
-            color, shape = list(COLORS)[i % 3], SHAPES[i % 2]
-            r, g, b = COLORS[color]
-            image = io.BytesIO()
-            solid_image((r, g, (b + 7 * i) % 256), size=(24 + i, 20)).save(image, "PNG")
-            meta = {"captions": {"en": f"a {color} {shape}"}, "labels": {"color": color}, "source": "fake"}
-            for name, payload in (
-                (f"{i:04d}.png", image.getvalue()),
-                (f"{i:04d}.json", json.dumps(meta).encode()),
-            ):
-                info = tarfile.TarInfo(name)
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
-    return path
+
+    def example(i):
+        color, shape = list(COLORS)[i % 3], SHAPES[i % 2]
+        r, g, b = COLORS[color]
+        meta = {"captions": {"en": f"a {color} {shape}"}, "labels": {"color": color}, "source": "fake"}
+        return solid_image((r, g, (b + 7 * i) % 256), size=(24 + i, 20)), meta
+
+    return fixtures.write_shard(path, (example(i) for i in range(count)))
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ original ids, and pruned bundles through the parity gate."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import numpy as np
 import pytest
@@ -28,6 +26,7 @@ from siglip2_sdk.export.vocab import (
 )
 from siglip2_sdk.export.writer import export_bundle, parity_data_from_shards
 
+import fixtures
 from fixtures import solid_image
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]  # Gemma's ids 0..3
@@ -64,18 +63,11 @@ def write_bpe_tokenizer(path):
 
 
 def write_shard(path, captions=CAPTIONS):
-    with tarfile.open(path, "w") as tar:
-        for i, by_language in enumerate(captions):
-            image = io.BytesIO()
-            solid_image((40 * i, 200 - 30 * i, 90)).save(image, format="PNG")
-            for name, payload in (
-                (f"{i:04d}.png", image.getvalue()),
-                (f"{i:04d}.json", json.dumps({"captions": by_language}).encode()),
-            ):
-                member = tarfile.TarInfo(name)
-                member.size = len(payload)
-                tar.addfile(member, io.BytesIO(payload))
-    return path
+    examples = (
+        (solid_image((40 * i, 200 - 30 * i, 90)), {"captions": by_language})
+        for i, by_language in enumerate(captions)
+    )
+    return fixtures.write_shard(path, examples)
 
 
 @pytest.fixture(scope="module")

@@ -185,3 +185,22 @@ def test_executorch_int8_token_table_is_int8_and_loads_in_a_fresh_process(export
         "assert e.embed_texts(['a red circle']).shape == (1, 32)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_executorch_half_tower_layer_norm_is_exact_at_width_256(tmp_path):
+    """ExecuTorch's half LayerNorm is wrong from width 256 on (B/32's fp16 bundle came out at cosine 0.07,
+    the tiny test model is 32 wide): the fp16 tower keeps its LayerNorms in float32."""
+    import torch
+    from executorch.runtime import Runtime
+
+    from siglip2_sdk.export.executorch import HalfTower, _lower
+
+    torch.manual_seed(0)
+    tower = torch.nn.Sequential(torch.nn.LayerNorm(256), torch.nn.Linear(256, 64)).eval()
+    inputs = torch.randn(4, 256)
+    with torch.no_grad():
+        _lower(HalfTower(tower), inputs[:2], tmp_path / "tower.pte", ())
+        float_out = torch.nn.functional.normalize(tower(inputs), dim=-1)
+    program = Runtime.get().load_program(str(tmp_path / "tower.pte"))
+    half_out = program.load_method("forward").execute([inputs])[0]
+    assert torch.nn.functional.cosine_similarity(half_out, float_out).min() >= 0.999

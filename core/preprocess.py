@@ -301,9 +301,18 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
 
 def preprocess_one(image: ImageSource, spec: ImagePreprocessing) -> np.ndarray:
     """One image as float32 (3, H, W), ready for the image tower."""
+    return normalize(resized_rgb(image, spec), spec)
+
+
+def resized_rgb(image: ImageSource, spec: ImagePreprocessing) -> np.ndarray:
+    """The decoding and resizing half of `preprocess_one`: uint8 (H, W, 3) at the model's size."""
     height, width = spec.size
-    img = load_image(image).resize((width, height), _RESAMPLE[spec.resample])
-    x = np.asarray(img, dtype=np.float32) * np.float32(spec.rescale_factor)
+    return np.asarray(load_image(image).resize((width, height), _RESAMPLE[spec.resample]))
+
+
+def normalize(rgb: np.ndarray, spec: ImagePreprocessing) -> np.ndarray:
+    """The arithmetic half of `preprocess_one`: uint8 (H, W, 3) -> float32 (3, H, W)."""
+    x = rgb.astype(np.float32) * np.float32(spec.rescale_factor)
     x = (x - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 

@@ -32,7 +32,7 @@ from siglip2_sdk.core.model import SiglipModel, build_model, numpy_runner
 from siglip2_sdk.core.shards import expand_shards, iter_examples
 from siglip2_sdk.core.tokenizer import Tokenizer
 
-from .data import SuperBatch, caption_policy, super_batches
+from .data import DecodedImages, SuperBatch, caption_policy, super_batches
 from .evaluate import evaluate
 from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
 from .selection import select
@@ -69,6 +69,7 @@ class TrainConfig:
     eval_limit: int = 1000
     save_every: int = 0  # 0: only the final checkpoint
     threads: int = 4  # image decoding threads per process
+    decoded_images_mb: float = 512  # decoded images kept for the next epochs (per process)
 
     @property
     def super_batch(self) -> int:
@@ -300,6 +301,7 @@ def _global_rows(part: torch.Tensor, batch: SuperBatch, procs: Processes) -> tor
 def _epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, start: Position) -> Iterator:
     """(epoch, batch index, super-batch) forever; each epoch reshuffles with its own seed."""
     epoch, skip = start.epoch, start.batch_in_epoch
+    decoded = DecodedImages(spec, budget_mb=config.decoded_images_mb)
     while True:
         stream = super_batches(
             config.data,
@@ -313,6 +315,7 @@ def _epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, s
             world_size=procs.world_size,
             skip=skip,
             threads=config.threads,
+            decoded=decoded,
         )
         produced = False
         for index, batch in enumerate(stream, start=skip):

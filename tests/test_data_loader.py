@@ -9,7 +9,14 @@ import torch
 
 from siglip2_sdk.core.preprocess import ImagePreprocessing
 from siglip2_sdk.core.tokenizer import Tokenizer
-from siglip2_sdk.distill.data import batches, caption_policy, choose_captions, super_batches, training_pairs
+from siglip2_sdk.distill.data import (
+    DecodedImages,
+    batches,
+    caption_policy,
+    choose_captions,
+    super_batches,
+    training_pairs,
+)
 
 from fixtures import build_fake_corpus, write_tiny_tokenizer
 
@@ -123,3 +130,21 @@ def test_skip_resumes_the_same_stream(corpus, tokenizer):
     resumed = stream(corpus, tokenizer, seed=4, skip=2)
     assert [b.keys for b in resumed] == [b.keys for b in full[2:]]
     assert torch.equal(resumed[0].pixels, full[2].pixels)
+
+
+def test_decoded_images_give_the_same_pixels_epoch_after_epoch(corpus, tokenizer):
+    spec = ImagePreprocessing(size=(32, 32))
+    decoded = DecodedImages(spec)
+    epochs = [stream(corpus, tokenizer, seed=5 + epoch, decoded=decoded) for epoch in range(2)]
+    assert decoded.held == 32 * 32 * 3 * len({key for e in epochs for batch in e for key in batch.keys})
+    for epoch in range(2):  # the second epoch comes from the cache, in another order
+        plain = stream(corpus, tokenizer, seed=5 + epoch)
+        for cached, fresh in zip(epochs[epoch], plain, strict=True):
+            assert cached.keys == fresh.keys
+            assert torch.equal(cached.pixels, fresh.pixels)
+
+
+def test_decoded_images_stop_keeping_at_their_budget(corpus, tokenizer):
+    decoded = DecodedImages(ImagePreprocessing(size=(32, 32)), budget_mb=5 * 32 * 32 * 3 / 2**20)
+    stream(corpus, tokenizer, seed=6, decoded=decoded)
+    assert decoded.held == 5 * 32 * 32 * 3

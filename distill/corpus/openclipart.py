@@ -23,6 +23,11 @@ COLLECTION_MIN_FILES = 11
 # Tagging artefacts, not content (compared lower-case, with "_" read as a space).
 JUNK_KEYWORDS = {"", "unsorted", "hash", "magick", "lemon theme icon", "openclipart", "clipart", "svg"}
 MAX_KEYWORDS = 6
+# Assembly keeps 5 drawings per caption (1,375 are captioned "star: stars, shapes, geometry"); the reader
+# renders the first 10 of each caption in path order, leaving room for duplicates and blank drawings,
+# instead of rendering ~1,700 drawings that assembly would drop (a minute of the demo's first run).
+MAX_PER_CAPTION = 5
+RENDER_PER_CAPTION = 2 * MAX_PER_CAPTION
 
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 _DC = "{http://purl.org/dc/elements/1.1/}"
@@ -99,11 +104,20 @@ def read_clipart(root: Path) -> Iterator[Pair]:
         except Exception as error:  # hostile or broken XML: skip the drawing, not the source
             skipped[f"metadata ({type(error).__name__})"] += 1
     title_uses = Counter(title for _, title, _ in drawings)
-    rendered = render_svg_files([path for path, _, _ in drawings], MAX_SIDE)
-    for (path, title, keywords), image in zip(drawings, rendered, strict=True):
+    captioned, per_caption = [], Counter()
+    for path, title, keywords in drawings:
         caption = clipart_caption(title, keywords, path.stem, title_uses[title])
-        if isinstance(image, str) or not caption:
-            skipped[image if isinstance(image, str) else "no caption"] += 1
+        per_caption[caption] += 1
+        if not caption:
+            skipped["no caption"] += 1
+        elif per_caption[caption] > RENDER_PER_CAPTION:
+            skipped["caption repeated"] += 1
+        else:
+            captioned.append((path, caption))
+    rendered = render_svg_files([path for path, _ in captioned], MAX_SIDE)
+    for (path, caption), image in zip(captioned, rendered, strict=True):
+        if isinstance(image, str):
+            skipped[image] += 1
             continue
         relative = path.relative_to(svg_dir)
         labels = folder_labels(relative)
@@ -116,5 +130,6 @@ SOURCE = Source(
     debian_package="openclipart-svg",
     license="CC-PDDC (Open Clip Art Library public-domain dedication)",
     read=read_clipart,
-    max_per_caption=5,  # 1,375 drawings are captioned "star: stars, shapes, geometry"
+    max_per_caption=MAX_PER_CAPTION,
+    reader_version=2,  # 2: drawings past RENDER_PER_CAPTION of a caption are not rendered
 )

@@ -32,7 +32,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 MAX_BATCH = 64
 SCHEMES = {
     "fp32": "none (XNNPACK-delegated fp32)",
-    "fp16": "fp16 weights and activations (XNNPACK), float32 inputs and outputs",
+    "fp16": "fp16 weights and activations (XNNPACK), LayerNorm in fp32, float32 inputs and outputs",
     "int8": (
         "PT2E XNNPACK dynamic int8 (weights per channel, activations per row at run time) in the image "
         "blocks and the text MLPs; token embedding int8 per row; patch embedding, MAP head, text "

@@ -118,6 +118,9 @@ def check_demo(out: Path, exports: list[tuple[str, str]], capsys) -> None:
 
 def test_demo_runs_every_step_then_skips_them_all(tiny_demo, monkeypatch, capsys):
     monkeypatch.setattr(demo, "EXPORTS", FAST_EXPORTS)
+    # In this process, where the patch below applies (make demo exports in worker processes: the slow
+    # test runs that way).
+    monkeypatch.setattr(demo, "EXPORT_PROCESSES", 1)
     # An int8 bundle that fails its gate must not stop the demo, whatever this tiny model's int8 error
     # happens to be: an unreachable threshold makes the failure certain.
     export_bundle = writer.export_bundle

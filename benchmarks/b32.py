@@ -211,6 +211,32 @@ def targets_table(speed: dict, accuracy: dict) -> tuple[str, dict]:
     return f"Best int8 bundle: `{best['name']}` ({best['quantization']}).\n\n" + table, best
 
 
+def ceilings(speed: dict) -> str:
+    """Markdown: the largest batch-1 speed-up any int8 bundle could reach on this CPU, were it to run
+    at the int8 peak, against the baseline's measured latency: where it is below a target, the target
+    is out of reach of this machine, whatever the runtime."""
+    baseline = next(s for s in speed["subjects"] if s["kind"] == "baseline")
+    peak = speed["machine"]["peak_int8_gops"]
+    rows = []
+    for tower, target in (("image", TARGETS["image_speedup"]), ("text", TARGETS["text_speedup"])):
+        flops = speed["model"][f"flops_per_{tower}"]
+        latency = baseline["speed"][tower]["batch1_median_ms"] / 1000
+        achieved = flops / latency / 1e9
+        floor_ms = 1000 * flops / (peak * 1e9)
+        rows.append(
+            f"| {tower} | {flops / 1e9:.2f} | {1000 * latency:.1f} | {achieved:.0f} | {floor_ms:.1f} | "
+            f"{peak / achieved:.2f}x | {target:g}x |"
+        )
+    fp32_peak = speed["machine"]["peak_fp32_gflops"]
+    return (
+        f"The fp32 baseline already computes at batch 1 at the GFLOP/s below (fp32 peak {fp32_peak:.0f}), "
+        f"and an int8 bundle can at best reach the int8 peak ({peak:.0f} GOP/s; {peak / fp32_peak:.0f}x "
+        "the fp32 peak on this CPU), so the batch-1 speed-up any bundle could reach is bounded:\n\n"
+        "| tower | GFLOP | baseline b1 ms | baseline GFLOP/s | ms at the int8 peak | largest speed-up | "
+        "target |\n| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n"
+    )
+
+
 def summary(speed: dict, accuracy: dict, data: Path, started: float) -> str:
     table, best = targets_table(speed, accuracy)
     settings = speed["settings"]
@@ -228,6 +254,8 @@ def summary(speed: dict, accuracy: dict, data: Path, started: float) -> str:
         "Export time, size and peak memory per runtime x precision: [export_matrix.md](export_matrix.md).\n",
         "## Targets\n",
         table,
+        "## The ceiling on this machine\n",
+        ceilings(speed),
     ]
     if profile:
         parts += ["## Where the time goes (best int8 bundle, B/32)\n", profile]

@@ -10,9 +10,9 @@ image tower and refused: cosine min 0.9989 and 85%/92% top-1 agreement, where dy
 activations kept 99-100%, and no faster (2,005 against 2,024 images/s at batch 32).
 
 fp16: the tower in half precision behind float32 inputs and outputs, LayerNorms in float32 (see
-`Float32LayerNorm`); cosine 1.0, half the size. It is
-for phones whose CPUs compute in fp16 (ARMv8.2 and later): on this x86 CPU (AVX2 and F16C, no fp16
-arithmetic) it ran 2.5x slower than fp32 (841 against 2,103 images/s).
+`Float32LayerNorm`); cosine 1.0 on the demo student and on B/32, half the size. It is for phones whose
+CPUs compute in fp16 (ARMv8.2 and later): on this x86 CPU (AVX2 and F16C, no fp16 arithmetic) it ran
+2.5x slower than fp32 (841 against 2,103 images/s).
 """
 
 from __future__ import annotations

@@ -311,10 +311,11 @@ def resized_rgb(image: ImageSource, spec: ImagePreprocessing) -> np.ndarray:
 
 
 def normalize(rgb: np.ndarray, spec: ImagePreprocessing) -> np.ndarray:
-    """The arithmetic half of `preprocess_one`: uint8 (H, W, 3) -> float32 (3, H, W)."""
+    """The arithmetic half of `preprocess_one`: uint8 (..., H, W, 3) -> float32 (..., 3, H, W), one
+    image or a batch of them."""
     x = rgb.astype(np.float32) * np.float32(spec.rescale_factor)
     x = (x - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
 def preprocess(images: ImageSource | Sequence[ImageSource], spec: ImagePreprocessing) -> np.ndarray:

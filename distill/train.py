@@ -32,7 +32,7 @@ from siglip2_sdk.core.model import SiglipModel, build_model, numpy_runner
 from siglip2_sdk.core.shards import expand_shards, iter_examples
 from siglip2_sdk.core.tokenizer import Tokenizer
 
-from .data import DecodedImages, SuperBatch, caption_policy, super_batches
+from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, super_batches
 from .evaluate import evaluate
 from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
 from .selection import select
@@ -70,6 +70,7 @@ class TrainConfig:
     save_every: int = 0  # 0: only the final checkpoint
     threads: int = 4  # image decoding threads per process
     decoded_images_mb: float = 512  # decoded images kept for the next epochs (per process)
+    kept_shards_mb: float = 1024  # shards kept in memory, read once for all epochs (per process)
 
     @property
     def super_batch(self) -> int:
@@ -302,6 +303,7 @@ def _epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, s
     """(epoch, batch index, super-batch) forever; each epoch reshuffles with its own seed."""
     epoch, skip = start.epoch, start.batch_in_epoch
     decoded = DecodedImages(spec, budget_mb=config.decoded_images_mb)
+    kept = KeptShards(budget_mb=config.kept_shards_mb)
     while True:
         stream = super_batches(
             config.data,
@@ -316,6 +318,7 @@ def _epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, s
             skip=skip,
             threads=config.threads,
             decoded=decoded,
+            kept=kept,
         )
         produced = False
         for index, batch in enumerate(stream, start=skip):

@@ -11,6 +11,7 @@ from siglip2_sdk.core.preprocess import ImagePreprocessing
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.distill.data import (
     DecodedImages,
+    KeptShards,
     batches,
     caption_policy,
     choose_captions,
@@ -148,3 +149,27 @@ def test_decoded_images_stop_keeping_at_their_budget(corpus, tokenizer):
     decoded = DecodedImages(ImagePreprocessing(size=(32, 32)), budget_mb=5 * 32 * 32 * 3 / 2**20)
     stream(corpus, tokenizer, seed=6, decoded=decoded)
     assert decoded.held == 5 * 32 * 32 * 3
+
+
+def test_kept_shards_give_the_same_batches_epoch_after_epoch(corpus, tokenizer):
+    kept = KeptShards(budget_mb=64)
+    epochs = [stream(corpus, tokenizer, seed=7 + epoch, kept=kept) for epoch in range(3)]
+    assert kept.held > 0
+    for epoch, batches_from_memory in enumerate(epochs):  # epochs 2 and 3 never open a tar file
+        plain = stream(corpus, tokenizer, seed=7 + epoch)
+        assert len(batches_from_memory) == len(plain) > 2
+        for kept_batch, fresh in zip(batches_from_memory, plain, strict=True):
+            assert (kept_batch.keys, kept_batch.languages) == (fresh.keys, fresh.languages)
+            assert torch.equal(kept_batch.input_ids, fresh.input_ids)
+            assert torch.equal(kept_batch.pixels, fresh.pixels)
+
+
+def test_kept_shards_keep_whole_shards_within_their_budget(corpus, tokenizer):
+    everything = KeptShards(budget_mb=64)
+    stream(corpus, tokenizer, seed=8, kept=everything)
+    half = KeptShards(budget_mb=everything.held / 2 / 2**20)
+    stream(corpus, tokenizer, seed=8, kept=half)
+    assert 0 < half.held <= everything.held / 2  # some of the three shards, never part of one
+    assert [b.keys for b in stream(corpus, tokenizer, seed=9, kept=half)] == [
+        b.keys for b in stream(corpus, tokenizer, seed=9)
+    ]

@@ -21,8 +21,10 @@ from siglip2_sdk.core.preprocess import (
     DEFAULT_MAX_PIXELS,
     ImagePreprocessing,
     load_image,
+    normalize,
     preprocess,
     preprocess_one,
+    resized_rgb,
 )
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -425,3 +427,11 @@ def near(pixel: tuple[int, ...], rgb: tuple[int, int, int], tol: int) -> bool:
 def assert_colour(img: Image.Image, rgb: tuple[int, int, int], tol: int) -> None:
     pixels = np.asarray(img).reshape(-1, 3).astype(int)
     assert np.abs(pixels - np.array(rgb)).max() <= tol, f"{pixels[:3].tolist()} != {rgb}"
+
+
+def test_normalize_gives_a_batch_exactly_what_it_gives_each_image():
+    spec = ImagePreprocessing(size=(24, 24))
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)) for _ in range(3)]
+    rgbs = np.stack([resized_rgb(image, spec) for image in images])
+    assert np.array_equal(normalize(rgbs, spec), np.stack([preprocess_one(image, spec) for image in images]))

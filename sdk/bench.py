@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from itertools import islice
@@ -58,11 +60,17 @@ class BenchSettings:
     accuracy: str = "full"  # full: zero-shot + retrieval + cosine; cosine: embedding cosine only
     examples: int | None = None  # test examples for accuracy (None: the whole split)
     index_images: int = 256  # images exported from the test split for PhotoIndex.add (when no --images)
+    # What is not timed runs this many models at a time, each in its own process: the peak-memory
+    # probes (first loads are then measured side by side) and the accuracy (on one thread each, each
+    # loading its model again: worth it for small models, whose evaluation leaves a core idle).
+    probe_processes: int = 1
+    accuracy_processes: int = 1
 
     def check(self) -> None:
         at_least = {"--batch-size": (self.batch_size, 1), "--runs": (self.runs, 1)}
         at_least |= {"--batch-runs": (self.batch_runs, 1), "--warmup": (self.warmup, 0)}
         at_least |= {"--index-images": (self.index_images, 1)}
+        at_least["--processes"] = (min(self.probe_processes, self.accuracy_processes), 1)
         if self.threads is not None:
             at_least["--threads"] = (self.threads, 1)
         if self.examples is not None:
@@ -356,8 +364,8 @@ def _rss_mb() -> tuple[float, float]:
 
 
 def probe(subject: Subject, threads: int | None, batch: int) -> dict:
-    """Runs in a fresh process: load the model (the first load imports its runtime too), embed one
-    batch of each tower, then load it again (files in the page cache, runtime imported)."""
+    """Runs in a fresh process: load the model (the first load imports its runtime too) and embed one
+    batch of each tower. (The warm load time is measured where the timing runs, in `run_bench`.)"""
     rss_before, _ = _rss_mb()
     start = time.perf_counter()
     encoder = subject.open(threads)
@@ -370,12 +378,8 @@ def probe(subject: Subject, threads: int | None, batch: int) -> dict:
     encoder.backend.embed_pixels(pixels)
     encoder.backend.embed_tokens(encoder.tokenizer(["a photo of a cat"] * batch))
     _, peak = _rss_mb()
-    del encoder
-    start = time.perf_counter()
-    subject.open(threads)
     return {
         "first_load_s": first_load,
-        "load_s": time.perf_counter() - start,
         "first_call_s": first_call,
         "rss_before_load_mb": rss_before,
         "peak_rss_mb": peak,
@@ -406,6 +410,15 @@ def probe_main() -> None:
     except Siglip2Error as exc:
         figures = {"error": str(exc)}
     print(json.dumps(figures))
+
+
+def _probes(subjects: list[Subject], threads: int | None, settings: BenchSettings, progress) -> dict:
+    """`probe` of each subject, `settings.probe_processes` fresh processes at a time."""
+    with ThreadPoolExecutor(settings.probe_processes) as pool:  # threads that wait on the processes
+        jobs = [pool.submit(_probe_in_fresh_process, s, threads, settings.batch_size) for s in subjects]
+        at_once = settings.probe_processes
+        waited = progress(jobs, f"load time and peak memory (a process each, {at_once} at a time)")
+        return {subject.name: job.result() for subject, job in zip(subjects, waited, strict=True)}
 
 
 # --- speed: interleaved rounds -------------------------------------------------------------------------
@@ -541,6 +554,46 @@ def measure_accuracy(encoder: Encoder, examples: Sequence[Example], mode: str, b
     }
 
 
+# What an accuracy worker process loads once: the examples and how to measure them.
+_ACCURACY_INPUTS: dict = {}
+
+
+def _accuracy_process(data: str, wanted: int | None, count: int, mode: str, batch: int) -> None:
+    """The same examples as the calling process: the first `count` of `_examples(data, wanted)`."""
+    _ACCURACY_INPUTS.update(examples=_examples(data, wanted)[:count], mode=mode, batch=batch)
+
+
+def _accuracy_one(fields: dict) -> dict:
+    inputs = _ACCURACY_INPUTS
+    encoder = Subject(**fields).open(1)
+    return measure_accuracy(encoder, inputs["examples"], inputs["mode"], inputs["batch"])
+
+
+def _accuracies(
+    subjects: list[Subject],
+    data: str,
+    wanted: int | None,
+    examples: Sequence[Example],
+    settings: BenchSettings,
+    progress,
+) -> dict[str, dict]:
+    """`measure_accuracy` of each subject: here on its loaded encoder, or with
+    `settings.accuracy_processes` > 1 in that many spawned processes on one thread each."""
+    if settings.accuracy_processes == 1:
+        return {
+            s.name: measure_accuracy(s.encoder, examples, settings.accuracy, settings.batch_size)
+            for s in progress(subjects, "accuracy")
+        }
+    context = multiprocessing.get_context("spawn")  # the caller holds runtime thread pools
+    initargs = (data, wanted, len(examples), settings.accuracy, settings.batch_size)
+    with ProcessPoolExecutor(
+        settings.accuracy_processes, mp_context=context, initializer=_accuracy_process, initargs=initargs
+    ) as pool:
+        jobs = [pool.submit(_accuracy_one, _subject_fields(s)) for s in subjects]
+        waited = progress(jobs, f"accuracy ({settings.accuracy_processes} processes)")
+        return {subject.name: job.result() for subject, job in zip(subjects, waited, strict=True)}
+
+
 def _headline(results: dict) -> dict:
     """Mean zero-shot top-1 over the label sets and text->image R@1 over every language."""
     zero_shot = [r["top1"] for r in results["zero_shot"].values()]
@@ -649,12 +702,13 @@ def run_bench(
     examples = _examples(data, wanted)
     accuracy_examples = examples[: settings.examples]
 
-    probes = {}
-    for subject in progress(subjects, "load time and peak memory (a process each)"):
-        probes[subject.name] = _probe_in_fresh_process(subject, threads, settings.batch_size)
+    probes = _probes(subjects, threads, settings, progress)
     log(f"loading {len(subjects)} models")
+    load_s = {}
     for subject in subjects:
+        start = time.perf_counter()
         subject.encoder = subject.open(threads)
+        load_s[subject.name] = time.perf_counter() - start
     inputs = {s.name: _timing_inputs(s.encoder, examples, settings.batch_size) for s in subjects}
     times = time_subjects(subjects, inputs, settings, progress)
     speed = {s.name: speed_figures(times[s.name], settings.batch_size) for s in subjects}
@@ -665,11 +719,8 @@ def run_bench(
             Encoder.load(checkpoint_dir, threads=threads), accuracy_examples, settings.accuracy,
             settings.batch_size,
         )  # fmt: skip
-        for subject in progress(subjects, "accuracy"):
-            measured = measure_accuracy(
-                subject.encoder, accuracy_examples, settings.accuracy, settings.batch_size
-            )
-            accuracy[subject.name] = retention(measured, reference)
+        measured = _accuracies(subjects, data, wanted, accuracy_examples, settings, progress)
+        accuracy = {name: retention(figures, reference) for name, figures in measured.items()}
     index = _index_all(subjects, examples, images, speed, settings, progress)
 
     flops = tower_flops(config)
@@ -689,6 +740,7 @@ def run_bench(
     for subject in subjects:
         entry = _subject_fields(subject)
         entry |= {"size_mb": sum(subject.files_mb.values()), "probe": probes[subject.name]}
+        entry["load_s"] = load_s[subject.name]
         entry |= {"speed": speed[subject.name], "index": index[subject.name]}
         entry["compute"] = compute_figures(speed[subject.name], flops, subject.precision, machine, threads)
         entry["accuracy"] = accuracy.get(subject.name)
@@ -824,16 +876,17 @@ def _size_section(subjects: list[dict]) -> str:
         p, files = x["probe"], x["files_mb"]
         rows.append([
             x["name"], _fmt(x["size_mb"]), _fmt(files.get("image_model")), _fmt(files.get("text_model")),
-            _fmt(p["first_load_s"], 2), _fmt(p["load_s"], 2), _fmt(p["first_call_s"] * 1000),
+            _fmt(p["first_load_s"], 2), _fmt(x["load_s"], 2), _fmt(p["first_call_s"] * 1000),
             _fmt(p["peak_rss_mb"], 0), _fmt(p["model_rss_mb"], 0),
         ])  # fmt: skip
     header = ["model", "size MB", "image MB", "text MB", "first load s", "load s", "first call ms",
               "peak RSS MB", "RSS added MB"]  # fmt: skip
     note = (
         "Measured in a fresh process per model: *first load* imports the runtime and loads the files "
-        "(sha256 checked, sessions built); *load* is a second load in that process; *peak RSS* is the "
-        "process's high-water mark (VmHWM) after loading and embedding one batch of each tower, *RSS added* "
-        "the part above the interpreter with siglip2-sdk imported. The baseline's size is its safetensors.\n"
+        "(sha256 checked, sessions built); *peak RSS* is the process's high-water mark (VmHWM) after "
+        "loading and embedding one batch of each tower, *RSS added* the part above the interpreter with "
+        "siglip2-sdk imported. *load* is the load in the timing process (runtime imported, files read "
+        "before). The baseline's size is its safetensors.\n"
     )
     return "## Size, load time, memory\n\n" + _table(header, rows) + "\n" + note
 

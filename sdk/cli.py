@@ -299,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--index-images", type=int, default=None, help="test images for PhotoIndex.add (default: 256)"
     )
+    bench.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="measure peak memory and accuracy this many models at a time, each in its own process on "
+        "one thread; timing stays in one process (default: 1)",
+    )
     bench.add_argument("--out", type=Path, default=Path("artifacts/bench"), help="report folder")
     bench.set_defaults(run=_run_bench)
 
@@ -642,8 +649,11 @@ def _run_bench(args: argparse.Namespace) -> int:
     given = {
         name: getattr(args, name)
         for name in ("threads", "batch_size", "runs", "batch_runs", "warmup", "accuracy", "examples",
-                     "index_images")
+                     "index_images", "processes")
     }  # fmt: skip
+    processes = given.pop("processes")
+    if processes is not None:
+        given |= {"probe_processes": processes, "accuracy_processes": processes}
     settings = BenchSettings(**{name: value for name, value in given.items() if value is not None})
     run_bench(
         args.bundles,

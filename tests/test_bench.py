@@ -80,7 +80,7 @@ def test_report_has_every_figure_for_every_model(report):
             assert subject["speedup_vs_baseline"][f"{tower}_batch1"] > 0
         probe = subject["probe"]
         assert probe["peak_rss_mb"] > probe["rss_before_load_mb"] > 0
-        assert probe["first_load_s"] > 0 and probe["load_s"] > 0
+        assert probe["first_load_s"] > 0 and subject["load_s"] > 0
         assert subject["size_mb"] > 0
         index = subject["index"]
         assert index["images"] == 6 and index["failed"] == 0 and index["ratio"] > 0
@@ -102,6 +102,22 @@ def test_accuracy_is_measured_against_the_float_checkpoint(report):
         subject = subjects[name]
         assert subject["status"] == status and subject["compute"]["peak"] == "int8"
         assert 0.5 < subject["accuracy"]["image_cosine_min"] < 1  # quantized: close, not equal
+
+
+def test_several_processes_measure_the_same_accuracy_and_memory(setup, report):
+    report, _ = report
+    root, checkpoint, shard, failed, accepted = setup
+    code = main(["bench", str(accepted), str(failed), "--checkpoint", str(checkpoint), "--data", str(shard),
+                 "--out", str(root / "report-2"), *TINY_RUN, "--processes", "2"])  # fmt: skip
+    assert code == 0
+    apart = {s["name"]: s for s in json.loads((root / "report-2" / "report.json").read_text())["subjects"]}
+    for subject in report["subjects"]:
+        other = apart[subject["name"]]
+        for name in ("zero_shot_top1", "t2i_R@1", "i2t_R@1"):
+            assert other["accuracy"][name] == subject["accuracy"][name]
+        for name in ("image_cosine_min", "text_cosine_mean"):  # one thread against several: rounding
+            assert other["accuracy"][name] == pytest.approx(subject["accuracy"][name], abs=1e-5)
+        assert other["probe"]["peak_rss_mb"] > other["probe"]["rss_before_load_mb"] > 0
 
 
 def test_markdown_tables_and_png_plots_are_written(report):

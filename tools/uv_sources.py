@@ -2,7 +2,7 @@
 
 `make setup` installs with uv (seconds where pip takes minutes), but uv reads neither pip.conf nor the
 PIP_* variables, and a machine may only reach its packages through them (a local wheel folder, a
-mirror). `pip config list` gives both, environment last (it wins, as in pip). uv's default is to take
+mirror). `pip config list` gives both; the environment wins, as in pip. uv's default is to take
 a package only from the first index that has it; pip weighs every index alike, so uv is told to as well.
 """
 
@@ -19,13 +19,17 @@ def pip_sources() -> dict[str, list[str]]:
     listed = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True
     ).stdout
-    sources: dict[str, list[str]] = {}
+    from_files: dict[str, list[str]] = {}
+    from_env: dict[str, list[str]] = {}
     for line in listed.splitlines():  # global.find-links='/opt/wheels', :env:.find-links='...'
         name, _, value = line.partition("=")
         key = name.rpartition(".")[2]
         if key in OPTIONS:
-            sources[key] = shlex.split(value)[0].split() if value else []
-    return sources
+            # Files in the order pip reads them (a later one overrides); the environment beats them
+            # all, whichever order this pip version lists it in.
+            values = (shlex.split(value) or [""])[0].split()  # "'a b'" -> ["a", "b"]
+            (from_env if name.startswith(":env:") else from_files)[key] = values
+    return from_files | from_env
 
 
 def main() -> None:

@@ -3,6 +3,8 @@ trees; a slow check on the real packages when they are present."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
@@ -14,7 +16,7 @@ from siglip2_sdk.core.assets import cache_dir
 from siglip2_sdk.distill.corpus import openclipart, tuxpaint
 from siglip2_sdk.distill.corpus.debian import SourceUnavailable
 from siglip2_sdk.distill.corpus.openclipart import clipart_caption, read_metadata
-from siglip2_sdk.distill.corpus.svg import inline_entities
+from siglip2_sdk.distill.corpus.svg import inline_entities, render_svg
 from siglip2_sdk.distill.corpus.tuxpaint import language_tag, read_captions
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}"><circle r="{h}" fill="{fill}"/></svg>'
@@ -179,6 +181,29 @@ def clipart_root(tmp_path: Path) -> Path:
     (svg / "animals").mkdir()
     (svg / "animals/cherry_pie.svg").symlink_to("../food/cherry_pie.svg")
     return tmp_path
+
+
+def _text_drawing(width: int) -> bytes:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="80"><text x="5" y="50" '
+        'font-family="Bitstream Vera Sans" font-size="9">Hello</text></svg>'
+    ).encode()
+
+
+def test_text_renders_the_same_whatever_was_drawn_before():
+    # Without a reset, cairo's caches made text drawn after other text differ from text drawn first,
+    # so which drawings a pool worker had rendered before changed the corpus.
+    drawing = _text_drawing(517)
+    code = (
+        "import sys; from siglip2_sdk.distill.corpus.svg import render_svg; "
+        "sys.stdout.buffer.write(render_svg(sys.stdin.buffer.read(), 256).tobytes())"
+    )
+    first_in_its_process = subprocess.run(
+        [sys.executable, "-c", code], input=drawing, capture_output=True, check=True
+    ).stdout
+    for width in (200, 517):
+        render_svg(_text_drawing(width), 256)
+    assert render_svg(drawing, 256).tobytes() == first_in_its_process
 
 
 def test_clipart_renders_captions_and_skips_the_unusable(clipart_root, caplog):

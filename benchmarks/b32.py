@@ -48,7 +48,8 @@ DEMO_BUNDLES = ARTIFACTS / "demo-student-bundles"
 # loads 2.7, timing 6.0, cosine 2.4, PhotoIndex.add 1.4, the demo student 5.2 (of which its probes
 # 1.5 and its accuracy 2.7). Two probes at a time, 2 batches, 32 examples and images, the demo
 # student's accuracy in two processes: 15.3 min (probes 2.4, loads 2.6, timing 4.4, cosine 1.4,
-# PhotoIndex.add 0.7, the demo student 3.7), hence fewer runs and examples still. The B/32 cosine
+# PhotoIndex.add 0.7, the demo student 3.7), hence fewer runs and examples still: 13.3 min (probes
+# 2.2, loads 2.7, timing 3.9, cosine 1.0, PhotoIndex.add 0.6, the demo student 3.0). The B/32 cosine
 # stays in this process: loading a B/32 bundle again in a worker costs more than the second core gives
 # back. PhotoIndex.add gets one full batch on B/32; on the demo student it is not a target.
 SPEED = BenchSettings(

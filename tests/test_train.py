@@ -18,7 +18,8 @@ from siglip2_sdk.core.preprocess import ImagePreprocessing
 from siglip2_sdk.core.shards import expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.distill import teacher_cache
-from siglip2_sdk.distill.train import TrainConfig, train
+from siglip2_sdk.distill.losses import sigmoid_loss
+from siglip2_sdk.distill.train import Processes, TrainConfig, keep_token_gradient, train
 
 from fixtures import build_fake_corpus, write_tiny_tokenizer
 
@@ -83,6 +84,35 @@ def config(workspace, out, **overrides) -> TrainConfig:
         threads=1,
     )
     return TrainConfig(**{**fields, **overrides})
+
+
+def test_kept_token_gradient_trains_like_the_dense_backward():
+    """One CPU process adds the token table's gradient into one buffer kept for the run instead of a
+    fresh vocab-sized tensor per step; the weights must come out as the dense backward's."""
+    one_cpu = Processes(rank=0, world_size=1, device=torch.device("cpu"))
+    dense, kept = build_model(preset("tiny"), seed=0), build_model(preset("tiny"), seed=0)
+    assert keep_token_gradient(kept, one_cpu)
+    table = kept.text_model.embeddings.token_embedding.weight
+    buffer = table.grad
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-2) for m in (dense, kept)]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        pixels = torch.randn(4, 3, 32, 32, generator=generator)
+        input_ids = torch.randint(0, 1000, (4, 16), generator=generator)
+        for model, optimizer in zip((dense, kept), optimizers, strict=True):
+            image, text = model.encode_image(pixels), model.encode_text(input_ids)
+            sigmoid_loss(image, text, model.logit_scale.exp(), model.logit_bias).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=model is dense)
+    assert table.grad is buffer and not table.grad.is_sparse
+    initial = build_model(preset("tiny"), seed=0).state_dict()
+    trained, same = dense.state_dict(), kept.state_dict()
+    assert max((trained[n] - initial[n]).abs().max().item() for n in trained) > 1e-3
+    worst = max((trained[n] - same[n]).abs().max().item() for n in trained)
+    assert worst < 1e-6, f"weights differ by up to {worst}"
+    # Under DDP the reducer expects the dense gradient it was built for.
+    two_cpus = Processes(rank=0, world_size=2, device=torch.device("cpu"))
+    assert not keep_token_gradient(build_model(preset("tiny"), seed=0), two_cpus)
 
 
 def test_distill_writes_a_checkpoint_transformers_loads(workspace, tmp_path):

@@ -224,10 +224,11 @@ def keep_token_gradient(model: SiglipModel, procs: Processes) -> bool:
 
     Why: the dense embedding backward allocates a fresh vocab x width gradient every step (256k rows:
     98-131 MB for the demo models, 786 MB for B/32), and on CPU an allocation that large is mmapped
-    and page-faulted in anew each time: ~10% of a demo teacher step. A sparse gradient added into a
-    dense `.grad` that is zeroed, not freed, sums the same rows (bit-identical weights after 30 steps
-    here). Under DDP the reducer would treat the table's gradient as sparse, and on a GPU the caching
-    allocator already reuses the memory, so both keep the dense backward.
+    and page-faulted in anew each time: 10% of a demo teacher step measured alone; `make demo`'s
+    steps, where the loader's threads share the cores, got 25-30% shorter. A sparse gradient added
+    into a dense `.grad` that is zeroed, not freed, sums the same rows (bit-identical weights after
+    30 steps here). Under DDP the reducer would treat the table's gradient as sparse, and on a GPU
+    the caching allocator already reuses the memory, so both keep the dense backward.
     Returns whether gradients must be zeroed in place (`zero_grad(set_to_none=False)`).
     """
     if procs.world_size > 1 or procs.device.type != "cpu":

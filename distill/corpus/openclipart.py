@@ -131,6 +131,6 @@ SOURCE = Source(
     license="CC-PDDC (Open Clip Art Library public-domain dedication)",
     read=read_clipart,
     max_per_caption=MAX_PER_CAPTION,
-    reader_version=3,  # 3: cairo reset before each drawing (see svg._reset_cairo); 2: drawings past
-    # RENDER_PER_CAPTION of a caption are not rendered
+    reader_version=3,  # 3: cairo reset before each drawing with text (see svg._reset_cairo); 2: drawings
+    # past RENDER_PER_CAPTION of a caption are not rendered
 )

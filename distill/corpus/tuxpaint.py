@@ -111,5 +111,5 @@ SOURCE = Source(
     debian_package="tuxpaint-stamps-default",
     license="GPL-2.0-or-later (Tux Paint stamps by Bill Kendrick and contributors)",
     read=read_stamps,
-    reader_version=2,  # 2: cairo reset before each SVG stamp (see svg._reset_cairo)
+    reader_version=2,  # 2: cairo reset before each SVG stamp with text (see svg._reset_cairo)
 )

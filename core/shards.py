@@ -67,17 +67,27 @@ def split_shards(folder: str | os.PathLike, split: str) -> list[Path]:
     return shards
 
 
+def captions_of(files: dict[str, bytes]) -> dict[str, str]:
+    """A sample's captions by language, from its `.json` and `.txt` members. The one reader the
+    teacher cache and the trainer share, so both see the same string for an example: the JSON's
+    `captions` (every language), else the `.txt` as English, else the JSON's `caption` (img2dataset
+    writes both the `.txt` and the JSON `caption`, normally the same text)."""
+    meta = json.loads(files["json"].decode("utf-8")) if "json" in files else {}
+    if meta.get("captions"):
+        return dict(meta["captions"])
+    if "txt" in files:
+        return {"en": files["txt"].decode("utf-8").strip()}
+    if isinstance(meta.get("caption"), str):
+        return {"en": meta["caption"]}
+    return {}
+
+
 def _example(key: str, files: dict[str, bytes]) -> Example | None:
     ext = next((e for e in IMAGE_EXTENSIONS if e in files), None)
     if ext is None:
         return None
     meta = json.loads(files["json"].decode("utf-8")) if "json" in files else {}
-    captions = dict(meta.get("captions") or {})
-    if not captions and "txt" in files:
-        captions = {"en": files["txt"].decode("utf-8").strip()}
-    elif not captions and isinstance(meta.get("caption"), str):  # img2dataset puts it in the json
-        captions = {"en": meta["caption"]}
-    return Example(key, files[ext], ext, captions, dict(meta.get("labels") or {}), meta)
+    return Example(key, files[ext], ext, captions_of(files), dict(meta.get("labels") or {}), meta)
 
 
 def iter_shard(path: str | os.PathLike) -> Iterator[Example]:

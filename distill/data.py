@@ -6,7 +6,6 @@ own shards. Which caption of a multilingual example is used is the caption-langu
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ import webdataset as wds
 
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.preprocess import ImagePreprocessing, normalize, preprocess_one, resized_rgb
-from siglip2_sdk.core.shards import IMAGE_EXTENSIONS, example_id, expand_shards
+from siglip2_sdk.core.shards import IMAGE_EXTENSIONS, captions_of, example_id, expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 POLICIES = ("en", "all", "sample")
@@ -48,18 +47,6 @@ def choose_captions(
     else:
         languages = list(policy)
     return [(lang, captions[lang]) for lang in languages if captions.get(lang)]
-
-
-def _captions(sample: dict) -> dict[str, str]:
-    if "json" in sample:
-        meta = json.loads(sample["json"])
-        if meta.get("captions"):
-            return dict(meta["captions"])
-        if isinstance(meta.get("caption"), str):
-            return {"en": meta["caption"]}
-    if "txt" in sample:
-        return {"en": sample["txt"].decode("utf-8").strip()}
-    return {}
 
 
 @dataclass(frozen=True)
@@ -134,7 +121,7 @@ def _caption_items(
         if image is None:
             continue
         # Seeded per example, so the chosen language does not depend on worker or shard order.
-        for language, caption in choose_captions(_captions(sample), policy, random.Random(f"{seed}:{key}")):
+        for language, caption in choose_captions(captions_of(sample), policy, random.Random(f"{seed}:{key}")):
             yield CaptionItem(key, image, language, caption)
 
 

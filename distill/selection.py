@@ -39,6 +39,28 @@ def _gumbel_top_k(logits: torch.Tensor, k: int, generator: torch.Generator) -> t
     return torch.topk(logits.double() + gumbel, k).indices
 
 
+def chunk_bounds(size: int, chunks: int) -> list[int]:
+    """Where JEST's chunks start and end in a sub-batch of `size` drawn in `chunks` chunks."""
+    return torch.linspace(0, size, chunks + 1).round().long().tolist()
+
+
+def micro_batches(chosen: torch.Tensor, accumulate: int, chunks: int) -> list[torch.Tensor]:
+    """Cut the selected examples (in the order `select` drew them) into `accumulate` micro-batches
+    along JEST's chunk boundaries, so examples drawn together are trained on together.
+
+    Accumulation keeps JEST's selection whole: it is made on the full super-batch. What it loses is
+    the sigmoid loss's negatives across micro-batches, as any accumulated contrastive loss does; the
+    cross terms that made a chunk's examples worth picking together stay within one micro-batch
+    whenever `accumulate` <= `chunks`."""
+    chunks = max(1, min(chunks, len(chosen)))
+    edges = chunk_bounds(len(chosen), chunks)
+    if accumulate <= chunks:
+        edges = [edges[round(k * chunks / accumulate)] for k in range(accumulate + 1)]
+    else:  # finer than a chunk: no boundary to respect
+        edges = chunk_bounds(len(chosen), accumulate)
+    return [chosen[start:end] for start, end in itertools.pairwise(edges)]
+
+
 def jest_sample(
     pair_scores: torch.Tensor, size: int, chunks: int, generator: torch.Generator
 ) -> torch.Tensor:
@@ -54,8 +76,7 @@ def jest_sample(
     conditional = pair_scores.diagonal().clone()
     available = torch.ones(n, dtype=torch.bool)
     chosen: list[torch.Tensor] = []
-    bounds = torch.linspace(0, size, chunks + 1).round().long().tolist()
-    for start, end in itertools.pairwise(bounds):
+    for start, end in itertools.pairwise(chunk_bounds(size, chunks)):
         if end == start:
             continue
         logits = conditional.masked_fill(~available, float("-inf"))
@@ -76,7 +97,8 @@ def select(
     chunks: int = 16,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Indices (into the super-batch) of the `size` examples to train on."""
+    """Indices (into the super-batch) of the `size` examples to train on, in the order drawn (for
+    ACID, chunk by chunk; see `micro_batches`)."""
     if method == "none":
         n = (student_pair_losses if student_pair_losses is not None else teacher_pair_losses).shape[0]
         return torch.randperm(n, generator=generator)[:size]

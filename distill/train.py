@@ -8,6 +8,7 @@ gathered so the loss, the selection and hence the weights match a one-process ru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -35,7 +36,7 @@ from siglip2_sdk.core.tokenizer import Tokenizer
 from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, super_batches
 from .evaluate import evaluate
 from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
-from .selection import select
+from .selection import example_scores, micro_batches, select
 from .teacher_cache import TeacherCache
 
 
@@ -239,6 +240,16 @@ def keep_token_gradient(model: SiglipModel, procs: Processes) -> bool:
     return True
 
 
+def towers_for(model: SiglipModel, procs: Processes) -> tuple[nn.Module, bool]:
+    """What `train_step` runs the model through (DDP under torchrun), and whether gradients must be
+    zeroed in place (see `keep_token_gradient`)."""
+    zero_in_place = keep_token_gradient(model, procs)
+    towers: nn.Module = Towers(model)
+    if procs.world_size > 1:
+        towers = nn.parallel.DistributedDataParallel(towers)
+    return towers, zero_in_place
+
+
 def build_student(config: TrainConfig) -> SiglipModel:
     if config.init:
         return load_checkpoint(config.init)
@@ -250,6 +261,43 @@ def build_student(config: TrainConfig) -> SiglipModel:
     return model
 
 
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by `scale` on the way back."""
+
+    @staticmethod
+    def forward(ctx, value: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return value.view_as(value)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def temperature_and_bias(model: SiglipModel, procs: Processes) -> tuple[torch.Tensor, torch.Tensor]:
+    """t = exp(t') and b, built anew for each backward.
+
+    Under torchrun the loss's backward is scaled by W (see `train_step`) because each rank holds the
+    gradient of its own rows only. t and b are not per-row: every rank computes their whole gradient
+    from the gathered batch, so their share of that backward is scaled back by 1/W here, and DDP's
+    average then gives the one-process gradient for them too."""
+    t, b = model.logit_scale.exp(), model.logit_bias
+    if procs.world_size > 1:
+        share = 1.0 / procs.world_size
+        t, b = _ScaleGradient.apply(t, share), _ScaleGradient.apply(b, share)
+    return t, b
+
+
+def rows_in_rank_order(part: torch.Tensor, batch: SuperBatch, world_size: int) -> torch.Tensor:
+    """Super-batch indices of a micro-batch in the order `gather` concatenates the ranks' rows.
+
+    Every rank knows the whole selection and every rank's slice, so this needs no collective (a
+    gathered index tensor would also have to live on the process group's device: CUDA for NCCL)."""
+    per_rank = batch.local.stop - batch.local.start
+    owner = torch.div(part, per_rank, rounding_mode="floor")
+    return torch.cat([part[owner == rank].sort().values for rank in range(world_size)])
+
+
 def train_step(
     batch: SuperBatch,
     towers: nn.Module,
@@ -259,7 +307,8 @@ def train_step(
     generator: torch.Generator,
     procs: Processes,
 ) -> dict:
-    """Select (if asked), then one forward/backward on the selected examples. Returns metrics."""
+    """Select (if asked), then forward/backward on the selected examples, in `config.accumulate`
+    micro-batches cut along the selection's chunks. Returns metrics."""
     pixels, input_ids = batch.pixels.to(procs.device), batch.input_ids.to(procs.device)
     teacher_image = teacher_text = None
     if teacher is not None:
@@ -268,13 +317,13 @@ def train_step(
         )
         teacher_t = torch.tensor(teacher.info.logit_scale, device=procs.device)
         teacher_b = torch.tensor(teacher.info.logit_bias, device=procs.device)
-    t, b = model.logit_scale.exp(), model.logit_bias
 
     metrics = {}
     if config.select == "none":
         chosen = torch.arange(len(batch.keys))[: config.batch_size]
     else:
         with torch.no_grad():
+            t, b = model.logit_scale.exp(), model.logit_bias
             student_image = gather(model.encode_image(pixels), procs)
             student_text = gather(model.encode_text(input_ids), procs)
             student_losses = pair_losses(pair_logits(student_image, student_text, t, b))
@@ -288,38 +337,40 @@ def train_step(
             chunks=config.chunks,
             generator=generator,
         )
-        gain = (student_losses - teacher_losses).sum(1)
-        metrics["learnability_all"] = gain.mean().item()
-        metrics["learnability_selected"] = gain[chosen.to(gain.device)].mean().item()
-    chosen = chosen.sort().values  # global order: concatenating the ranks' rows keeps it
-    mine = chosen[(chosen >= batch.local.start) & (chosen < batch.local.stop)] - batch.local.start
+        # Learnability as the selection defines it (row + column), computed apart from `select` so
+        # the log shows whether the chosen examples are the learnable ones.
+        learnability = example_scores((student_losses - teacher_losses).float().cpu())
+        metrics["learnability_all"] = learnability.mean().item()
+        metrics["learnability_selected"] = learnability[chosen].mean().item()
 
-    micro = torch.tensor_split(mine, config.accumulate)
+    parts = micro_batches(chosen, config.accumulate, config.chunks if config.select == "acid" else 1)
     total = 0.0
-    for part in micro:
+    for number, part in enumerate(parts):
+        mine = part[(part >= batch.local.start) & (part < batch.local.stop)].sort().values - batch.local.start
+        mine = mine.to(procs.device)
+        last = number == len(parts) - 1
+        # DDP all-reduces on the last micro-batch only; the earlier ones accumulate locally.
+        syncing = contextlib.nullcontext() if last or procs.world_size == 1 else towers.no_sync()
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=procs.device.type == "cuda")
-        with autocast:
-            local_image, local_text = towers(pixels[part.to(procs.device)], input_ids[part.to(procs.device)])
-        image, text = gather(local_image.float(), procs), gather(local_text.float(), procs)
-        loss = sigmoid_loss(image, text, t, b)
-        if config.kd_weight and teacher is not None:
-            rows = _global_rows(part, batch, procs)
-            teacher_logits = pair_logits(teacher_image[rows], teacher_text[rows], teacher_t, teacher_b)
-            loss = loss + config.kd_weight * kd_loss(pair_logits(image, text, t, b), teacher_logits)
-        # Every rank computed the same loss but holds the gradient of its own rows only; DDP averages
-        # across ranks, so scale by the world size to get the one-process gradient.
-        (loss * procs.world_size / config.accumulate).backward()
-        total += loss.item() / config.accumulate
+        with syncing:
+            with autocast:
+                local_image, local_text = towers(pixels[mine], input_ids[mine])
+            image, text = gather(local_image.float(), procs), gather(local_text.float(), procs)
+            t, b = temperature_and_bias(model, procs)
+            loss = sigmoid_loss(image, text, t, b)
+            if config.kd_weight and teacher is not None:
+                rows = rows_in_rank_order(part, batch, procs.world_size).to(procs.device)
+                teacher_logits = pair_logits(teacher_image[rows], teacher_text[rows], teacher_t, teacher_b)
+                loss = loss + config.kd_weight * kd_loss(pair_logits(image, text, t, b), teacher_logits)
+            # Every rank computed the same loss but holds the gradient of its own rows only; DDP
+            # averages across ranks, so scale by the world size to get the one-process gradient.
+            (loss * procs.world_size / len(parts)).backward()
+        total += loss.item() / len(parts)
     metrics["loss"] = total
     return metrics
 
 
-def _global_rows(part: torch.Tensor, batch: SuperBatch, procs: Processes) -> torch.Tensor:
-    """Global super-batch indices of a micro-batch, gathered from every rank in rank order."""
-    return gather(part + batch.local.start, procs).cpu()
-
-
-def _epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, start: Position) -> Iterator:
+def epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, start: Position) -> Iterator:
     """(epoch, batch index, super-batch) forever; each epoch reshuffles with its own seed."""
     epoch, skip = start.epoch, start.batch_in_epoch
     decoded = DecodedImages(spec, budget_mb=config.decoded_images_mb)
@@ -393,14 +444,11 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    zero_in_place = keep_token_gradient(model, procs)
-    towers: nn.Module = Towers(model)
-    if procs.world_size > 1:
-        towers = nn.parallel.DistributedDataParallel(towers)
+    towers, zero_in_place = towers_for(model, procs)
     eval_examples = _eval_examples(config) if procs.main and config.eval_data else []
     logger = _MetricLogger(out, enabled=procs.main)
     spec = model.image_preprocessing
-    data = _epochs(config, tokenizer, spec, procs, position)
+    data = epochs(config, tokenizer, spec, procs, position)
     steps = range(position.step, config.steps)
     for step in progress(steps, "training", len(steps)) if procs.main else steps:
         started = time.perf_counter()

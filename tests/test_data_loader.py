@@ -173,3 +173,34 @@ def test_kept_shards_keep_whole_shards_within_their_budget(corpus, tokenizer):
     assert [b.keys for b in stream(corpus, tokenizer, seed=9, kept=half)] == [
         b.keys for b in stream(corpus, tokenizer, seed=9)
     ]
+
+
+def test_trainer_and_teacher_cache_read_the_same_caption(tmp_path, tokenizer):
+    """img2dataset writes a `.txt` and a JSON `caption`; when they differ, the teacher (which reads
+    shards with core.shards) and the student's loader must still pair the image with one string."""
+    import io
+    import json
+    import tarfile
+
+    from siglip2_sdk.core.shards import iter_shard
+    from siglip2_sdk.distill.data import _caption_items, _raw_samples
+
+    from fixtures import solid_image
+
+    shard = tmp_path / "00000.tar"
+    with tarfile.open(shard, "w") as tar:
+        jpeg = io.BytesIO()
+        solid_image((200, 0, 0)).save(jpeg, format="JPEG")
+        files = {
+            "000000.jpg": jpeg.getvalue(),
+            "000000.txt": b"a red square",
+            "000000.json": json.dumps({"caption": "a photo of a red square", "url": "x"}).encode(),
+        }
+        for name, payload in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(payload)
+            tar.addfile(member, io.BytesIO(payload))
+    teacher_sees = next(iter_shard(shard)).captions
+    samples = iter(_raw_samples(str(shard), shuffle=0, seed=0, split_by_rank=False))
+    student_sees = {item.language: item.caption for item in _caption_items(samples, "all", seed=0)}
+    assert student_sees == teacher_sees == {"en": "a red square"}

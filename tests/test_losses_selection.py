@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from siglip2_sdk.distill.losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
-from siglip2_sdk.distill.selection import example_scores, jest_sample, select
+from siglip2_sdk.distill.selection import example_scores, jest_sample, micro_batches, select
 
 
 def log1p_exp(x: float) -> float:  # -log sigmoid(-x)
@@ -78,17 +78,61 @@ def test_acid_prefers_learnable_examples():
     assert counts[:8].sum() > 0.8 * counts.sum()  # uniform sampling would give 8/64 = 12.5%
 
 
-def test_joint_sampling_picks_examples_that_are_hard_together():
-    # 0 and 1 are unremarkable alone (diagonal 0) but very learnable together (cross terms);
-    # 2 is a little learnable alone. Once 2 or 0 is in, the conditional score pulls the partner in.
-    scores = torch.zeros(6, 6)
-    scores[0, 1] = scores[1, 0] = 20.0
-    scores[0, 0] = 30.0  # 0 is the first pick
-    picked = jest_sample(scores, size=2, chunks=2, generator=torch.Generator().manual_seed(0))
-    assert picked.tolist() == [0, 1]
-    # Top-k by per-example score would also see the row/column sums; a matrix with the same
-    # per-example scores but no pairing gives the joint sampler nothing to pair.
-    assert example_scores(scores)[0] > example_scores(scores)[2]
+def asymmetric_scores() -> torch.Tensor:
+    """A learnability matrix on which every shortcut of JEST's joint sampling picks differently.
+
+    Example 0 is certain to be drawn first. Given it, the joint conditional score of i is
+    A_ii + A_i0 + A_0i: 1 scores 180, 4 scores 120, 2 and 3 score 30. Conditioning on the row only
+    (A_i0) would pick 2, on the column only (A_0i) 3; top-k by per-example score, or independent
+    draws, would pick 4 (its row holds a large A_45 that has nothing to do with example 0)."""
+    scores = torch.zeros(8, 8)
+    scores[0, 0] = 1000.0
+    scores[1, 0] = scores[0, 1] = 90.0
+    scores[2, 0], scores[0, 2] = 150.0, -120.0
+    scores[3, 0], scores[0, 3] = -120.0, 150.0
+    scores[4, 4] = 120.0
+    scores[4, 5] = 200.0
+    return scores
+
+
+def conditioned_pick(scores: torch.Tensor, first: int, cross: torch.Tensor) -> int:
+    """The best second pick given `first` under a conditioning rule `cross` (N,)."""
+    conditional = scores.diagonal() + cross
+    conditional[first] = float("-inf")
+    return int(conditional.argmax())
+
+
+def test_the_asymmetric_matrix_tells_the_shortcuts_apart():
+    scores = asymmetric_scores()
+    assert conditioned_pick(scores, 0, scores[:, 0] + scores[0, :]) == 1  # joint
+    assert conditioned_pick(scores, 0, scores[:, 0]) == 2  # row only
+    assert conditioned_pick(scores, 0, scores[0, :]) == 3  # column only
+    assert sorted(torch.topk(example_scores(scores), 2).indices.tolist()) == [0, 4]  # top-k
+    assert sorted(torch.topk(scores.diagonal(), 2).indices.tolist()) == [0, 4]  # independent
+
+
+def test_joint_sampling_conditions_on_rows_and_columns_of_what_is_chosen():
+    scores = asymmetric_scores()
+    for seed in range(20):
+        picked = jest_sample(scores, size=2, chunks=2, generator=torch.Generator().manual_seed(seed))
+        assert picked.tolist() == [0, 1], f"seed {seed}: {picked.tolist()}"
+
+
+def test_acid_selection_keeps_jest_order_and_topk_does_not_pair():
+    student, teacher = asymmetric_scores(), torch.zeros(8, 8)
+    generator = torch.Generator().manual_seed(0)
+    assert select("acid", student, teacher, 2, chunks=2, generator=generator).tolist() == [0, 1]
+    assert sorted(select("topk", student, teacher, 2, generator=generator).tolist()) == [0, 4]
+
+
+def test_micro_batches_follow_the_chunks():
+    chosen = torch.arange(100, 112)  # 12 examples drawn in 4 chunks of 3
+    parts = micro_batches(chosen, accumulate=2, chunks=4)
+    assert [p.tolist() for p in parts] == [list(range(100, 106)), list(range(106, 112))]
+    # 3 micro-batches over 4 chunks: every cut still falls on a chunk boundary (multiples of 3).
+    cuts = [len(p) for p in micro_batches(chosen, accumulate=3, chunks=4)]
+    assert sum(cuts) == 12 and all(c % 3 == 0 for c in cuts), cuts
+    assert [len(p) for p in micro_batches(chosen, accumulate=12, chunks=4)] == [1] * 12
 
 
 def test_none_is_uniform():

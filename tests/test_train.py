@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -272,3 +275,61 @@ def test_teacher_embed_under_torchrun_splits_shards_and_matches_one_process(work
     torch.testing.assert_close(
         one.lookup(ids, ["en"] * len(ids)), both.lookup(ids, ["en"] * len(ids)), atol=2e-3, rtol=0
     )
+
+
+def run_gradient_probe(workspace, tmp_path, processes: int, port: int, **overrides) -> dict:
+    """tests/ddp_gradients.py's one-step gradients (and metadata) for a run of `processes` processes."""
+    from safetensors import safe_open
+
+    settings = config(workspace, tmp_path / "unused", **overrides)
+    config_file = tmp_path / f"config-{processes}.json"
+    config_file.write_text(json.dumps(dataclasses.asdict(settings)))
+    out = tmp_path / f"gradients-{processes}.safetensors"
+    launcher = [sys.executable] if processes == 1 else torchrun_command(port)
+    probe = [*launcher, str(Path(__file__).with_name("ddp_gradients.py")), str(config_file), str(out)]
+    done = subprocess.run(probe, **RUN)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with safe_open(out, framework="pt") as file:
+        return {name: file.get_tensor(name) for name in file.keys()} | {"meta": file.metadata()}  # noqa: SIM118
+
+
+def test_two_process_gradients_match_one_process_with_kd_and_accumulation(workspace, tmp_path):
+    """Gradients before the optimizer, t and b included: DDP's average must be the one-process
+    gradient (AdamW's scale invariance would hide a factor W in the weights)."""
+    settings = dict(kd_weight=1.0, accumulate=2, batch_size=8, chunks=4)
+    one = run_gradient_probe(workspace, tmp_path, 1, port=0, **settings)
+    two = run_gradient_probe(workspace, tmp_path, 2, port=29535, **settings)
+    assert json.loads(two["meta"]["collectives"]), "the two-process step made no collective"
+    for name in ("logit_scale", "logit_bias"):
+        assert one[name].abs().item() > 1e-4, f"{name} got no gradient"
+        torch.testing.assert_close(two[name], one[name], atol=1e-6, rtol=0)
+    # 1e-6 of each tensor's largest gradient, and absolute below 1: float32 itself spaces values
+    # near 128 (which the tiny random model's head biases reach) 1.5e-5 apart.
+    names = [name for name in one if name != "meta"]
+    scale = {name: max(1.0, one[name].abs().max().item()) for name in names}
+    worst = max((one[name] - two[name]).abs().max().item() / scale[name] for name in names)
+    assert worst < 1e-6, f"gradients differ by up to {worst} of their scale"
+    assert max(one[name].abs().max().item() for name in names) > 1e-3
+
+
+def test_accumulated_micro_batches_give_the_same_kind_of_step(workspace, tmp_path):
+    """--accumulate 2 trains (t and b are rebuilt for each backward) and logs every step."""
+    final = train(config(workspace, tmp_path / "run", accumulate=2, kd_weight=0.5), log=lambda _: None)
+    assert (final / "model.safetensors").is_file()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4]
+    assert all(math.isfinite(line["loss"]) and line["grad_norm"] > 0 for line in lines)
+
+
+@pytest.mark.parametrize("method", ["topk", "acid"])
+def test_selected_examples_are_more_learnable_than_the_super_batch(workspace, tmp_path, method):
+    """The logged learnability (student loss - teacher loss, computed apart from `select`) of what was
+    kept beats the super-batch's: a run that swapped student and teacher would keep the least
+    learnable examples."""
+    run = config(workspace, tmp_path / method, select=method, steps=6, batch_size=8, filter_ratio=0.75)
+    train(run, log=lambda _: None)
+    lines = [json.loads(line) for line in (tmp_path / method / "log.jsonl").read_text().splitlines()]
+    gains = [line["learnability_selected"] - line["learnability_all"] for line in lines]
+    if method == "topk":
+        assert all(gain > 0 for gain in gains), gains
+    assert sum(gains) / len(gains) > 0, gains

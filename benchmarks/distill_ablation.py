@@ -20,9 +20,9 @@ from rich.progress import track
 from rich.table import Table
 
 from siglip2_sdk.bench import machine_summary
+from siglip2_sdk.core.evaluate import evaluate
 from siglip2_sdk.core.shards import iter_examples, split_shards
 from siglip2_sdk.distill import recipes
-from siglip2_sdk.distill.evaluate import evaluate
 from siglip2_sdk.encoder import Encoder
 
 RUNS = {  # name -> distill settings that differ

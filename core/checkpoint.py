@@ -15,7 +15,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .config import ModelConfig, from_hf_config, to_hf_config
+from .checkpoint_config import read_config, read_image_preprocessing
+from .config import to_hf_config
 from .errors import CheckpointError
 from .hub import resolve_checkpoint
 from .model import SiglipModel
@@ -83,27 +84,6 @@ def _read_safetensors(files: list[Path], dtype: torch.dtype) -> dict[str, torch.
         except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise CheckpointError(f"cannot read weights '{file}': {exc}") from None
     return state
-
-
-def read_config(folder: Path) -> ModelConfig:
-    path = folder / "config.json"
-    try:
-        hf = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read '{path}': {exc}") from None
-    return from_hf_config(hf, source=str(path))
-
-
-def read_image_preprocessing(folder: Path, config: ModelConfig) -> ImagePreprocessing:
-    """The checkpoint's preprocessor_config.json, or SigLIP 2's recipe when there is none."""
-    path = folder / "preprocessor_config.json"
-    if not path.is_file():
-        size = config.vision.image_size
-        return ImagePreprocessing(size=(size, size))
-    try:
-        return ImagePreprocessing.from_hf_config(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"cannot read '{path}': {exc}") from None
 
 
 def load_checkpoint(path_or_id: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> SiglipModel:

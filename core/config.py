@@ -238,3 +238,29 @@ def parameter_count(config: ModelConfig) -> dict[str, int]:
         + t.width * t.embed_dim + t.embed_dim  # head
     )  # fmt: skip
     return {"image": vision, "text": text, "total": vision + text + 2}
+
+
+# --- FLOPs from the shape (what `siglip2-sdk bench` holds the measured speed against) -------------
+
+
+def _block_macs(tokens: int, width: int, mlp_dim: int) -> int:
+    projections = 4 * tokens * width * width  # q, k, v, out
+    attention = 2 * tokens * tokens * width  # scores and the weighted sum, all heads together
+    return projections + attention + 2 * tokens * width * mlp_dim
+
+
+def tower_flops(config: ModelConfig) -> dict[str, int]:
+    """FLOPs (2 x multiply-accumulates) of one image and one text through its tower: every matmul
+    (patch embedding, attention projections and products, MLPs, the MAP head, the text head). Norms,
+    GELU, softmax and adds are left out: under 1% at the released shapes."""
+    v, t = config.vision, config.text
+    patches = v.num_patches
+    map_head = (
+        2 * v.width * v.width  # the probe's query and the output projection (one token)
+        + 2 * patches * v.width * v.width  # keys and values of every patch
+        + 2 * patches * v.width  # one query's scores and weighted sum
+        + 2 * v.width * v.mlp_dim
+    )  # fmt: skip
+    image = 3 * v.patch_size**2 * v.width * patches + v.depth * _block_macs(patches, v.width, v.mlp_dim)
+    text = t.depth * _block_macs(t.context_length, t.width, t.mlp_dim) + t.width * t.embed_dim
+    return {"image": 2 * (image + map_head), "text": 2 * text}

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from .bundle import MANIFEST_NAME, read_manifest, verify_bundle
-from .config import from_hf_config, parameter_count
-from .errors import BundleError, CheckpointError
+from .checkpoint_config import read_config
+from .config import parameter_count
+from .errors import BundleError
 from .hub import resolve_checkpoint
 from .preprocess import ImagePreprocessing
 
@@ -22,10 +23,7 @@ def describe(path_or_id: str | os.PathLike) -> dict:
 
 
 def describe_checkpoint(folder: Path) -> dict:
-    try:
-        config = from_hf_config(json.loads((folder / "config.json").read_text()), str(folder / "config.json"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read '{folder / 'config.json'}': {exc}") from None
+    config = read_config(folder)
     preprocessing_file = folder / "preprocessor_config.json"
     if preprocessing_file.is_file():
         preprocessing = ImagePreprocessing.from_hf_config(json.loads(preprocessing_file.read_text()))

@@ -29,12 +29,12 @@ from siglip2_sdk.core import embedding
 from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
 from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.core.evaluate import evaluate
 from siglip2_sdk.core.model import SiglipModel, build_model, numpy_runner
 from siglip2_sdk.core.shards import expand_shards, iter_examples
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, super_batches
-from .evaluate import evaluate
 from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
 from .selection import example_scores, micro_batches, select
 from .teacher_cache import TeacherCache

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from siglip2_sdk import __version__
 from siglip2_sdk.core import embedding
 from siglip2_sdk.core.bundle import Manifest, TextPreprocessing, describe_file, write_manifest
 from siglip2_sdk.core.errors import Siglip2Error
@@ -19,6 +18,7 @@ from siglip2_sdk.core.fileio import slug
 from siglip2_sdk.core.model import SiglipModel, numpy_runner
 from siglip2_sdk.core.preprocess import ImageSource, preprocess
 from siglip2_sdk.core.tokenizer import Tokenizer
+from siglip2_sdk.core.version import __version__
 from siglip2_sdk.runtimes import open_backend
 
 from . import executorch, litert, onnx

@@ -7,12 +7,8 @@
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("siglip2-sdk")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from siglip2_sdk.core.version import __version__
 
 # public name -> module that defines it; loaded on first access so torch stays optional.
 _EXPORTS = {

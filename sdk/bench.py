@@ -15,7 +15,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,9 @@ import numpy as np
 
 from siglip2_sdk import __version__
 from siglip2_sdk.core.bundle import Manifest, read_manifest
-from siglip2_sdk.core.config import ModelConfig, from_hf_config
+from siglip2_sdk.core.config import ModelConfig, from_hf_config, tower_flops
 from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.core.evaluate import headline
 from siglip2_sdk.core.hub import resolve_checkpoint
 from siglip2_sdk.core.preprocess import preprocess
 from siglip2_sdk.core.shards import Example, expand_shards, iter_examples
@@ -194,32 +194,6 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return versions
-
-
-# --- FLOPs from the model shape ---------------------------------------------------------------------
-
-
-def _block_macs(tokens: int, width: int, mlp_dim: int) -> int:
-    projections = 4 * tokens * width * width  # q, k, v, out
-    attention = 2 * tokens * tokens * width  # scores and the weighted sum, all heads together
-    return projections + attention + 2 * tokens * width * mlp_dim
-
-
-def tower_flops(config: ModelConfig) -> dict[str, int]:
-    """FLOPs (2 x multiply-accumulates) of one image and one text through its tower: every matmul
-    (patch embedding, attention projections and products, MLPs, the MAP head, the text head). Norms,
-    GELU, softmax and adds are left out: under 1% at the released shapes."""
-    v, t = config.vision, config.text
-    patches = v.num_patches
-    map_head = (
-        2 * v.width * v.width  # the probe's query and the output projection (one token)
-        + 2 * patches * v.width * v.width  # keys and values of every patch
-        + 2 * patches * v.width  # one query's scores and weighted sum
-        + 2 * v.width * v.mlp_dim
-    )  # fmt: skip
-    image = 3 * v.patch_size**2 * v.width * patches + v.depth * _block_macs(patches, v.width, v.mlp_dim)
-    text = t.depth * _block_macs(t.context_length, t.width, t.mlp_dim) + t.width * t.embed_dim
-    return {"image": 2 * (image + map_head), "text": 2 * text}
 
 
 # --- the models measured ------------------------------------------------------------------------------
@@ -540,7 +514,7 @@ def measure_accuracy(encoder: Encoder, examples: Sequence[Example], mode: str, b
     """Image embeddings of the examples, text embeddings of one caption each, and in `full` mode the
     zero-shot and retrieval figures of distill.evaluate."""
     if mode == "full":
-        from siglip2_sdk.distill.evaluate import evaluate
+        from siglip2_sdk.core.evaluate import evaluate
 
         embedder = _KeepsImageEmbeddings(encoder, batch)
         results = evaluate(embedder, examples, batch_size=batch)
@@ -594,16 +568,6 @@ def _accuracies(
         return {subject.name: job.result() for subject, job in zip(subjects, waited, strict=True)}
 
 
-def _headline(results: dict) -> dict:
-    """Mean zero-shot top-1 over the label sets and text->image R@1 over every language."""
-    zero_shot = [r["top1"] for r in results["zero_shot"].values()]
-    return {
-        "zero_shot_top1": statistics.mean(zero_shot) if zero_shot else None,
-        "t2i_R@1": results["retrieval"]["all"]["text_to_image"]["R@1"],
-        "i2t_R@1": results["retrieval"]["all"]["image_to_text"]["R@1"],
-    }
-
-
 def retention(measured: dict, reference: dict) -> dict:
     figures = {}
     for tower in ("image", "text"):
@@ -611,7 +575,7 @@ def retention(measured: dict, reference: dict) -> dict:
         figures[f"{tower}_cosine_min"] = float(cosine.min())
         figures[f"{tower}_cosine_mean"] = float(cosine.mean())
     if measured["results"] is not None:
-        ours, theirs = _headline(measured["results"]), _headline(reference["results"])
+        ours, theirs = headline(measured["results"]), headline(reference["results"])
         for name, value in ours.items():
             figures[name] = value
             if value is not None and theirs[name] is not None:
@@ -753,7 +717,7 @@ def run_bench(
 def _reference_summary(reference: dict | None) -> dict | None:
     if reference is None or reference["results"] is None:
         return None
-    return {**_headline(reference["results"]), "evaluation": reference["results"]}
+    return {**headline(reference["results"]), "evaluation": reference["results"]}
 
 
 def _index_all(

@@ -377,8 +377,8 @@ def _run_data_demo(args: argparse.Namespace) -> int:
 def _run_eval(args: argparse.Namespace) -> int:
     from itertools import islice
 
+    from siglip2_sdk.core.evaluate import evaluate
     from siglip2_sdk.core.shards import iter_examples, split_shards
-    from siglip2_sdk.distill.evaluate import evaluate
     from siglip2_sdk.encoder import Encoder
 
     if args.limit is not None and args.limit < 1:

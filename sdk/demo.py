@@ -375,10 +375,10 @@ def _measured_cells(results: dict | None) -> tuple[str, ...]:
     """R@1 both ways and zero-shot top-1 in %, then the latencies; dashes for a model not measured."""
     if results is None:
         return ("-",) * 5
-    r = results
+    percents = (results[key] for key in ("t2i_R@1", "i2t_R@1", "zero_shot_top1"))
     return (
-        f"{100 * r['t2i_R@1']:.1f}", f"{100 * r['i2t_R@1']:.1f}", f"{100 * r['zero_shot_top1']:.1f}",
-        f"{r['image_ms']:.2f}", f"{r['text_ms']:.2f}",
+        *("-" if value is None else f"{100 * value:.1f}" for value in percents),
+        f"{results['image_ms']:.2f}", f"{results['text_ms']:.2f}",
     )  # fmt: skip
 
 
@@ -402,19 +402,16 @@ def _test_examples(data: Path):
 
 def _measure(folder: Path, examples, threads: int | None = None) -> dict:
     """Retrieval and zero-shot on the test split, and batch-1 latency of each tower."""
+    from siglip2_sdk.core.evaluate import evaluate, headline
     from siglip2_sdk.core.preprocess import preprocess
-    from siglip2_sdk.distill.evaluate import evaluate
     from siglip2_sdk.encoder import Encoder
 
     encoder = Encoder.load(folder, threads=threads)
     results = evaluate(encoder, examples)
     pixels = preprocess([examples[0].image], encoder.image_preprocessing)
     ids = encoder.tokenizer([next(iter(examples[0].captions.values()))])
-    zero_shot = [r["top1"] for r in results["zero_shot"].values()]
     return {
-        "t2i_R@1": results["retrieval"]["all"]["text_to_image"]["R@1"],
-        "i2t_R@1": results["retrieval"]["all"]["image_to_text"]["R@1"],
-        "zero_shot_top1": statistics.mean(zero_shot) if zero_shot else 0.0,
+        **headline(results),
         "image_ms": _median_ms(lambda: encoder.backend.embed_pixels(pixels)),
         "text_ms": _median_ms(lambda: encoder.backend.embed_tokens(ids)),
         "full": results,

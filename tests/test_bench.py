@@ -13,11 +13,11 @@ from PIL import Image
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from siglip2_sdk.bench import BASELINE_NAME, machine_info, per_cycle_rates, tower_flops
+from siglip2_sdk.bench import BASELINE_NAME, machine_info, per_cycle_rates
 from siglip2_sdk.cli import main
 from siglip2_sdk.core.bundle import write_manifest
 from siglip2_sdk.core.checkpoint import load_checkpoint
-from siglip2_sdk.core.config import ModelConfig, TextConfig, VisionConfig, preset
+from siglip2_sdk.core.config import ModelConfig, TextConfig, VisionConfig, preset, tower_flops
 from siglip2_sdk.core.model import SiglipModel
 from siglip2_sdk.export.parity import Thresholds
 from siglip2_sdk.export.writer import ParityData, export_bundle

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from siglip2_sdk.core.evaluate import evaluate, recall_at_k
 from siglip2_sdk.core.shards import Example
-from siglip2_sdk.distill.evaluate import evaluate, recall_at_k
 
 N = 200
 DIM = 256

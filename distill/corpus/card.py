@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from siglip2_sdk import __version__
 from siglip2_sdk.core.fileio import atomic_write_text
+from siglip2_sdk.core.version import __version__
 
 from .source import Source
 

@@ -6,6 +6,7 @@ test double), so a float checkpoint and an exported bundle are measured the same
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from siglip2_sdk.core.shards import Example
+from .shards import Example
 
 RECALL_AT = (1, 5, 10)
 # English prompt templates for zero-shot class embeddings (averaged), as in CLIP/SigLIP evaluations.
@@ -134,4 +135,17 @@ def evaluate(
         "examples": len(examples),
         "retrieval": dict(sorted(retrieval.items(), key=lambda kv: (kv[0] != "all", -kv[1]["texts"]))),
         "zero_shot": zero_shot(image_emb, examples, embedder, templates),
+    }
+
+
+def headline(results: dict) -> dict:
+    """The few numbers a log line or a summary shows: text->image and image->text R@1 over every
+    language, and the mean zero-shot top-1 over the label sets; None for what was not measured (no
+    caption, no label set with two classes)."""
+    pooled = results["retrieval"].get("all", {})
+    zero_shot = [r["top1"] for r in results["zero_shot"].values()]
+    return {
+        "t2i_R@1": pooled.get("text_to_image", {}).get("R@1"),
+        "i2t_R@1": pooled.get("image_to_text", {}).get("R@1"),
+        "zero_shot_top1": statistics.mean(zero_shot) if zero_shot else None,
     }

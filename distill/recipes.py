@@ -10,6 +10,7 @@ from pathlib import Path
 
 from siglip2_sdk.core.assets import cache_dir, fetch_gemma_tokenizer
 from siglip2_sdk.core.checkpoint import load_checkpoint
+from siglip2_sdk.core.digest import weights_digest
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.fileio import slug
 from siglip2_sdk.core.hub import resolve_checkpoint
@@ -57,11 +58,13 @@ def ensure_teacher_cache(
     """The teacher cache for (teacher, data), embedding what is missing (resumable, per rank)."""
     shards = expand_shards(data)
     fingerprint = teacher_cache.data_fingerprint(shards)
+    digest = weights_digest(teacher_dir)
     if cache is None:
-        teacher_key = hashlib.sha256(str(teacher_dir.resolve()).encode()).hexdigest()[:8]
-        name = f"{slug(teacher_name)}-{teacher_key}-{fingerprint}-v{teacher_cache.FORMAT}"
+        name = f"{slug(teacher_name)}-{digest[:12]}-{fingerprint}-v{teacher_cache.FORMAT}"
         cache = cache_dir() / "teacher-cache" / name
     if (cache / teacher_cache.MANIFEST).is_file():
+        found = teacher_cache.TeacherCache.read_manifest(cache)
+        teacher_cache.check_matches(cache, found, teacher_digest=digest, fingerprint=fingerprint)
         return cache
     procs = start_processes()
     model = load_checkpoint(teacher_dir).to(procs.device)
@@ -74,6 +77,7 @@ def ensure_teacher_cache(
         shards,
         cache,
         teacher_id=teacher_name,
+        teacher_digest=digest,
         batch_size=batch_size,
         rank=procs.rank,
         world_size=procs.world_size,

@@ -29,7 +29,7 @@ from siglip2_sdk.core.shards import example_id, iter_shard
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 MANIFEST = "manifest.json"
-FORMAT = 2  # 2: examples are identified by `shard name/key`
+FORMAT = 3  # 2: examples are identified by `shard name/key`; 3: the teacher by its weights digest
 
 
 def data_fingerprint(shards: Sequence[Path]) -> str:
@@ -44,9 +44,11 @@ def _part_name(index: int) -> str:
 
 @dataclass(frozen=True)
 class TeacherInfo:
-    """What identifies a cache: the teacher, its scores' t and b, and the data it embedded."""
+    """What identifies a cache: the teacher (its name and its weights' digest), its scores' t and b,
+    and the data it embedded."""
 
     teacher: str
+    teacher_digest: str
     dim: int
     logit_scale: float  # t itself
     logit_bias: float
@@ -57,6 +59,21 @@ class TeacherInfo:
         return {"format": FORMAT, "captions": "all", **self.__dict__}
 
 
+def check_matches(folder: Path, info: dict, *, teacher_digest: str, fingerprint: str) -> None:
+    """Refuse a cache made by other weights or from other data: its rows would be paired with the
+    wrong examples or scored by another teacher."""
+    if info.get("teacher_digest") != teacher_digest:
+        raise Siglip2Error(
+            f"teacher cache '{folder}' was made by other teacher weights (teacher {info.get('teacher')!r}); "
+            "pass the cache of this teacher, or another folder to build one"
+        )
+    if info.get("fingerprint") != fingerprint:
+        raise Siglip2Error(
+            f"teacher cache '{folder}' was made from other shards (fingerprint {info.get('fingerprint')}, "
+            f"these give {fingerprint}); pass the shards it was made from, or another folder to build one"
+        )
+
+
 def _check_manifest(out: Path, info: TeacherInfo) -> None:
     path = out / MANIFEST
     if not path.is_file():
@@ -64,11 +81,7 @@ def _check_manifest(out: Path, info: TeacherInfo) -> None:
     found = json.loads(path.read_text())
     if found.get("format") != FORMAT:
         raise Siglip2Error(f"teacher cache '{out}' has format {found.get('format')}, not {FORMAT}: delete it")
-    if found.get("teacher") != info.teacher or found.get("fingerprint") != info.fingerprint:
-        raise Siglip2Error(
-            f"teacher cache '{out}' was made for teacher {found.get('teacher')!r} on other data "
-            f"(fingerprint {found.get('fingerprint')}); pass another cache folder or delete this one"
-        )
+    check_matches(out, found, teacher_digest=info.teacher_digest, fingerprint=info.fingerprint)
 
 
 def embed_dataset(
@@ -79,6 +92,7 @@ def embed_dataset(
     out: Path,
     *,
     teacher_id: str,
+    teacher_digest: str,
     batch_size: int = 64,
     rank: int = 0,
     world_size: int = 1,
@@ -91,6 +105,7 @@ def embed_dataset(
     written by the caller once every rank is done (see `finish`)."""
     info = TeacherInfo(
         teacher=teacher_id,
+        teacher_digest=teacher_digest,
         dim=model.config.embed_dim,
         logit_scale=float(model.logit_scale.detach().exp()),
         logit_bias=float(model.logit_bias.detach()),
@@ -147,17 +162,27 @@ class TeacherCache:
     """Read side: the teacher's embeddings by example id (images) and (id, language) (captions);
     ids are `shard name/key` (see `core.shards.example_id`)."""
 
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)
-        path = self.folder / MANIFEST
+    @staticmethod
+    def read_manifest(folder: Path) -> dict:
+        """A complete cache's manifest, refused when absent or of another format."""
+        path = Path(folder) / MANIFEST
         if not path.is_file():
-            raise Siglip2Error(f"'{self.folder}' is not a complete teacher cache (no {MANIFEST})")
-        manifest = json.loads(path.read_text())
-        if manifest.get("format") != FORMAT:
+            raise Siglip2Error(f"'{folder}' is not a complete teacher cache (no {MANIFEST})")
+        try:
+            manifest = json.loads(path.read_text())
+        except (ValueError, OSError) as exc:
+            raise Siglip2Error(f"teacher cache '{folder}': unreadable manifest ({exc}); delete it") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
             raise Siglip2Error(
-                f"teacher cache '{self.folder}' has format {manifest.get('format')}, this version reads "
+                f"teacher cache '{folder}' has format {found}, this version reads "
                 f"{FORMAT}: delete it and run teacher-embed again"
             )
+        return manifest
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        manifest = self.read_manifest(self.folder)
         self.info = TeacherInfo(**{k: manifest[k] for k in TeacherInfo.__dataclass_fields__})
         images, texts, self._image_row, self._text_row = [], [], {}, {}
         for index in range(len(self.info.shards)):

@@ -37,7 +37,7 @@ from siglip2_sdk.core.tokenizer import Tokenizer
 from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, super_batches
 from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
 from .selection import example_scores, micro_batches, select
-from .teacher_cache import TeacherCache
+from .teacher_cache import TeacherCache, data_fingerprint
 
 
 @dataclass
@@ -419,6 +419,12 @@ def train(
     teacher = TeacherCache(config.teacher_cache) if config.teacher_cache else None
     if teacher is None and (config.select != "none" or config.kd_weight):
         raise Siglip2Error("selection and KD need a teacher cache")
+    if teacher is not None and teacher.info.fingerprint != data_fingerprint(expand_shards(config.data)):
+        raise Siglip2Error(
+            f"teacher cache '{config.teacher_cache}' was made from other shards than '{config.data}' "
+            f"(fingerprint {teacher.info.fingerprint}); pass the shards it was made from, or build a "
+            "cache for these with teacher-embed"
+        )
 
     model = build_student(config).to(procs.device)
     tokenizer = Tokenizer.for_text_tower(tokenizer_file, model.config.text)

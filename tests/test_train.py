@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from transformers import SiglipModel as HFSiglipModel
 
 from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
 from siglip2_sdk.core.config import preset
+from siglip2_sdk.core.digest import weights_digest
 from siglip2_sdk.core.model import build_model
 from siglip2_sdk.core.preprocess import ImagePreprocessing
 from siglip2_sdk.core.shards import expand_shards
@@ -64,6 +66,7 @@ def workspace(tmp_path_factory):
         shards,
         cache,
         teacher_id="tiny-teacher",
+        teacher_digest=weights_digest(teacher_dir),
     )
     teacher_cache.finish(cache, info)
     return root, tokenizer_file, cache
@@ -173,10 +176,13 @@ def test_teacher_cache_survives_a_kill_and_has_every_key_once(workspace, tmp_pat
     out = tmp_path / "cache"
     with pytest.raises(Interrupt):
         teacher_cache.embed_dataset(
-            teacher, tokenizer, spec, shards, out, teacher_id="t", progress=killed_after_one
-        )
+            teacher, tokenizer, spec, shards, out, teacher_id="t", teacher_digest="d",
+            progress=killed_after_one,
+        )  # fmt: skip
     assert len(list(out.glob("part-*.safetensors"))) == 1 and not (out / "manifest.json").exists()
-    info = teacher_cache.embed_dataset(teacher, tokenizer, spec, shards, out, teacher_id="t")
+    info = teacher_cache.embed_dataset(
+        teacher, tokenizer, spec, shards, out, teacher_id="t", teacher_digest="d"
+    )
     teacher_cache.finish(out, info)
     cache = teacher_cache.TeacherCache(out)
     complete = teacher_cache.TeacherCache(root / "cache")
@@ -256,6 +262,7 @@ def test_user_shards_whose_keys_restart_per_shard(workspace, tmp_path):
         expand_shards(pattern),
         cache,
         teacher_id="t",
+        teacher_digest="d",
     )
     teacher_cache.finish(cache, info)
     assert len(teacher_cache.TeacherCache(cache)) == 24
@@ -333,3 +340,45 @@ def test_selected_examples_are_more_learnable_than_the_super_batch(workspace, tm
     if method == "topk":
         assert all(gain > 0 for gain in gains), gains
     assert sum(gains) / len(gains) > 0, gains
+
+
+def ensure_cache(teacher_dir, data, cache=None):
+    from siglip2_sdk.distill.recipes import ensure_teacher_cache
+
+    return ensure_teacher_cache(teacher_dir, "t", data, cache, 64, lambda it, _: it, lambda _: None)
+
+
+def test_a_teacher_cache_from_other_shards_is_refused(workspace, tmp_path):
+    """Shards rebuilt under other names or sizes would pair examples with other examples' rows."""
+    from siglip2_sdk.core.errors import Siglip2Error
+
+    root, _, cache = workspace
+    for shard, hue in ((0, 0), (1, 200)):
+        write_img2dataset_shard(tmp_path / f"{shard:05d}.tar", 12, hue)
+    other = str(tmp_path / "*.tar")
+    with pytest.raises(Siglip2Error, match="made from other shards"):
+        train(config(workspace, tmp_path / "run", data=other), log=lambda _: None)
+    with pytest.raises(Siglip2Error, match="made from other shards"):
+        ensure_cache(root / "teacher", other, cache)
+
+
+def test_a_teacher_cache_from_other_weights_is_refused_and_the_default_one_follows_them(
+    workspace, tmp_path, monkeypatch
+):
+    """A teacher retrained or replaced in the same folder must not reuse the old one's embeddings."""
+    from siglip2_sdk.core.errors import Siglip2Error
+
+    root, tokenizer_file, cache = workspace
+    monkeypatch.setenv("SIGLIP2_SDK_CACHE", str(tmp_path / "sdk-cache"))
+    data = str(root / "corpus" / "*.tar")
+    teacher = tmp_path / "teacher"
+    shutil.copytree(root / "teacher", teacher)
+    assert ensure_cache(teacher, data, cache) == cache  # same weights elsewhere: the cache still fits
+    first = ensure_cache(teacher, data)
+    save_checkpoint(build_model(preset("tiny"), seed=8), teacher, tokenizer_file=tokenizer_file)
+    with pytest.raises(Siglip2Error, match="other teacher weights"):
+        ensure_cache(teacher, data, cache)
+    second = ensure_cache(teacher, data)
+    assert second != first
+    rows = teacher_cache.TeacherCache(first).image, teacher_cache.TeacherCache(second).image
+    assert not torch.equal(*rows)

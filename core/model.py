@@ -230,13 +230,20 @@ def build_model(config: ModelConfig, seed: int = 0) -> SiglipModel:
     return init_weights(SiglipModel(config), seed)
 
 
-def numpy_runner(model: SiglipModel, kind: str) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy in, numpy out: the model's image or text tower, no grad, on the model's device."""
-    device = next(model.parameters()).device
-    encode = model.encode_image if kind == "image" else model.encode_text
+def on_numpy(
+    encode: Callable[[torch.Tensor], torch.Tensor], device: torch.device
+) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy in, numpy out: `encode` run on `device` without grad, float32 back on the CPU. The one way
+    a torch module runs where the rest of the code speaks numpy (embedding loops, runtimes, the bench)."""
 
     @torch.inference_mode()
     def run(batch: np.ndarray) -> np.ndarray:
         return encode(torch.from_numpy(batch).to(device)).float().cpu().numpy()
 
     return run
+
+
+def numpy_runner(model: SiglipModel, kind: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's image or text tower on numpy, on the model's device."""
+    encode = model.encode_image if kind == "image" else model.encode_text
+    return on_numpy(encode, next(model.parameters()).device)

@@ -8,8 +8,9 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = {"sdk": "siglip2_sdk", "core": "siglip2_sdk/core", "distill": "siglip2_sdk/distill",
-          "export": "siglip2_sdk/export", "runtimes": "siglip2_sdk/runtimes"}  # fmt: skip
+# folder -> where its modules land in the wheel: every stage folder pyproject.toml maps.
+FOLDERS = ("core", "data", "distill", "export", "runtimes", "bench", "cli")
+STAGES = {"sdk": "siglip2_sdk", **{folder: f"siglip2_sdk/{folder}" for folder in FOLDERS}}
 
 
 def test_wheel_contains_every_module(tmp_path):

@@ -1,0 +1,125 @@
+"""The machine and its compute limit: CPU model, cores, the instruction-set flags that matter for
+inference, the clock, the peak fp32 and int8 rates they give, and the package versions in use."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+PACKAGES = (
+    "siglip2-sdk", "numpy", "onnxruntime", "torch", "executorch", "ai-edge-litert", "transformers",
+    "tokenizers", "pillow",
+)  # fmt: skip
+
+# Vector FMA units per core: two on every AVX2 / AVX-512 x86 core since Haswell and Zen 2. Some Xeon
+# SKUs have a single 512-bit unit; on those the peak below is twice the real one.
+FMA_UNITS = 2
+
+
+def _cpuinfo() -> list[dict[str, str]]:
+    """/proc/cpuinfo as one dict per logical CPU (empty where there is no /proc)."""
+    path = Path("/proc/cpuinfo")
+    if not path.is_file():
+        return []
+    cpus = []
+    for block in path.read_text().strip().split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        cpus.append({key.strip(): value.strip() for key, value in fields.items()})
+    return cpus
+
+
+def _clock_mhz(cpus: list[dict[str, str]]) -> tuple[float | None, str]:
+    """The highest sustained clock the OS reports: cpufreq's maximum (what lscpu shows as max MHz), else
+    the current MHz in /proc/cpuinfo (virtual machines often expose only that)."""
+    cpufreq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if cpufreq.is_file():
+        return int(cpufreq.read_text()) / 1000, "cpufreq max"
+    current = [float(cpu["cpu MHz"]) for cpu in cpus if "cpu MHz" in cpu]
+    return (max(current), "/proc/cpuinfo cpu MHz") if current else (None, "unknown")
+
+
+def per_cycle_rates(flags: set[str]) -> dict:
+    """Operations per cycle per core (a multiply-accumulate counts 2) and the instructions they assume.
+
+    fp32 = 2 x lanes (vector bits / 32) x FMA units.
+    int8 = 2 x multiply-accumulates per cycle:
+      AMX (amx_int8): 1024 MACs per cycle per core (the TMUL unit);
+      AVX-512 VNNI: vpdpbusd does 64 u8 x s8 MACs per 512-bit instruction, on FMA_UNITS ports;
+      AVX-VNNI: vpdpbusd on 256 bits, 32 MACs per instruction;
+      AVX2 / AVX-512BW without VNNI: vpmaddubsw (32 or 64 MACs) must be followed by vpmaddwd to reach
+        int32, two multiply-port instructions per vector of MACs: half the VNNI rate, 2x the fp32 rate.
+    """
+    bits = 512 if "avx512f" in flags else 256 if "avx" in flags else 128
+    fma = FMA_UNITS if ("fma" in flags or "avx512f" in flags) else 1
+    fp32 = 2 * (bits // 32) * fma
+    if "amx_int8" in flags:
+        int8, how = 2 * 1024, "AMX int8 tiles"
+    elif "avx512_vnni" in flags:
+        int8, how = 2 * 64 * FMA_UNITS, "AVX-512 VNNI vpdpbusd"
+    elif "avx_vnni" in flags:
+        int8, how = 2 * 32 * FMA_UNITS, "AVX-VNNI vpdpbusd"
+    elif "avx512bw" in flags:
+        int8, how = 2 * 64 * FMA_UNITS // 2, "AVX-512BW vpmaddubsw + vpmaddwd"
+    elif "avx2" in flags:
+        int8, how = 2 * 32 * FMA_UNITS // 2, "AVX2 vpmaddubsw + vpmaddwd"
+    else:
+        int8, how = 2 * fp32, "assumed 2x fp32 (no known int8 dot-product instruction)"
+    return {"vector_bits": bits, "fp32": fp32, "int8": int8, "int8_instructions": how}
+
+
+def _physical_cores(cpus: list[dict[str, str]]) -> int:
+    """Cores this process may run on, counting SMT siblings once (they share the vector units)."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores = {
+        (cpu.get("physical id"), cpu.get("core id", cpu["processor"]))
+        for cpu in cpus
+        if int(cpu.get("processor", -1)) in usable
+    }
+    return len(cores) or len(usable)
+
+
+def machine_info() -> dict:
+    """CPU model, cores, the flags that matter for inference, clock, and the peaks they give."""
+    cpus = _cpuinfo()
+    flags = set((cpus[0].get("flags") or cpus[0].get("Features", "")).split()) if cpus else set()
+    mhz, clock_source = _clock_mhz(cpus)
+    cores = _physical_cores(cpus)
+    rates = per_cycle_rates(flags)
+    interesting = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
+                   "avx512_bf16", "amx_bf16", "amx_int8")  # fmt: skip
+    return {
+        "cpu": cpus[0].get("model name", platform.processor()) if cpus else platform.processor(),
+        "architecture": platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "physical_cores": cores,
+        "flags": [flag for flag in interesting if flag in flags],
+        "clock_mhz": mhz,
+        "clock_source": clock_source,
+        "per_cycle_per_core": rates,
+        "peak_fp32_gflops": peak(rates["fp32"], cores, mhz),
+        "peak_int8_gops": peak(rates["int8"], cores, mhz),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def machine_summary() -> str:
+    """One line for a results file: CPU model, cores, OS and architecture."""
+    info = machine_info()
+    return f"{info['cpu']}, {info['physical_cores']} cores, {platform.system()} {info['architecture']}"
+
+
+def peak(per_cycle: int, cores: int, mhz: float | None) -> float | None:
+    return per_cycle * cores * mhz / 1000 if mhz else None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions

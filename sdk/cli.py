@@ -359,7 +359,7 @@ def _progress(iterable, description: str, total: int | None = None):
 
 
 def _run_data_demo(args: argparse.Namespace) -> int:
-    from siglip2_sdk.distill.corpus.build import build_corpus
+    from siglip2_sdk.data.build import build_corpus
 
     report = build_corpus(args.out, progress=_progress)
     stats = report.stats

@@ -215,7 +215,7 @@ class Demo:
     # --- the steps ---------------------------------------------------------------------------------
 
     def corpus(self) -> None:
-        from siglip2_sdk.distill.corpus.build import build_corpus
+        from siglip2_sdk.data.build import build_corpus
 
         self.announce("demo corpus (Tux Paint, Noto emoji, Open Clip Art, Fashion-MNIST; offline)")
         report = build_corpus(self.layout.data, progress=lambda it, what: _progress(it, what))

@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from siglip2_sdk.core.bundle import Manifest, TextPreprocessing, describe_file, write_manifest
 from siglip2_sdk.core.preprocess import ImagePreprocessing
-from siglip2_sdk.distill.corpus.source import Pair, Source
+from siglip2_sdk.data.source import Pair, Source
 
 WORDS = ["<pad>", "<eos>", "<bos>", "<unk>", "a", "red", "green", "blue", "circle", "square", "photo", "of"]
 
@@ -101,8 +101,8 @@ SOURCES = [
 
 def build_fake_corpus(root: Path) -> Path:
     """The first two fake SOURCES built as a corpus under root/corpus (no Debian package involved)."""
-    from siglip2_sdk.distill.corpus import build
-    from siglip2_sdk.distill.corpus.debian import PackageRoot
+    from siglip2_sdk.data import build
+    from siglip2_sdk.data.debian import PackageRoot
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(build, "locate_package", lambda package: PackageRoot(package, "1", root))

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from siglip2_sdk.core.shards import iter_examples, split_shards
-from siglip2_sdk.distill.corpus import build
-from siglip2_sdk.distill.corpus.debian import PackageRoot, SourceUnavailable
-from siglip2_sdk.distill.corpus.source import Pair, Source
+from siglip2_sdk.data import build
+from siglip2_sdk.data.debian import PackageRoot, SourceUnavailable
+from siglip2_sdk.data.source import Pair, Source
 
 from fixtures import SOURCES, solid_image
 

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from siglip2_sdk.core.assets import cache_dir
-from siglip2_sdk.distill.corpus import fashion_mnist, noto_emoji
-from siglip2_sdk.distill.corpus.fashion_mnist import balanced_indices, read_fashion_mnist, read_idx
-from siglip2_sdk.distill.corpus.noto_emoji import clean_name, drop_reason, read_groups, source_id, square
+from siglip2_sdk.data import fashion_mnist, noto_emoji
+from siglip2_sdk.data.fashion_mnist import balanced_indices, read_fashion_mnist, read_idx
+from siglip2_sdk.data.noto_emoji import clean_name, drop_reason, read_groups, source_id, square
 
 EMOJI_TEST = """\
 # group: Smileys & Emotion

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from siglip2_sdk.core.assets import cache_dir
-from siglip2_sdk.distill.corpus import openclipart, tuxpaint
-from siglip2_sdk.distill.corpus.debian import SourceUnavailable
-from siglip2_sdk.distill.corpus.openclipart import clipart_caption, read_metadata
-from siglip2_sdk.distill.corpus.svg import inline_entities, render_svg
-from siglip2_sdk.distill.corpus.tuxpaint import language_tag, read_captions
+from siglip2_sdk.data import openclipart, tuxpaint
+from siglip2_sdk.data.debian import SourceUnavailable
+from siglip2_sdk.data.openclipart import clipart_caption, read_metadata
+from siglip2_sdk.data.svg import inline_entities, render_svg
+from siglip2_sdk.data.tuxpaint import language_tag, read_captions
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}"><circle r="{h}" fill="{fill}"/></svg>'
 DRAWING = SVG.format(w=100, h=50, fill="red")
@@ -195,7 +195,7 @@ def test_text_renders_the_same_whatever_was_drawn_before():
     # so which drawings a pool worker had rendered before changed the corpus.
     drawing = _text_drawing(517)
     code = (
-        "import sys; from siglip2_sdk.distill.corpus.svg import render_svg; "
+        "import sys; from siglip2_sdk.data.svg import render_svg; "
         "sys.stdout.buffer.write(render_svg(sys.stdin.buffer.read(), 256).tobytes())"
     )
     first_in_its_process = subprocess.run(

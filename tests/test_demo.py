@@ -19,9 +19,9 @@ import pytest
 from siglip2_sdk import Encoder, PhotoIndex, demo
 from siglip2_sdk.cli import main
 from siglip2_sdk.core.bundle import read_manifest
+from siglip2_sdk.data import build
+from siglip2_sdk.data.debian import PackageRoot
 from siglip2_sdk.distill import recipes
-from siglip2_sdk.distill.corpus import build
-from siglip2_sdk.distill.corpus.debian import PackageRoot
 from siglip2_sdk.export import writer
 from siglip2_sdk.export.parity import Thresholds
 from siglip2_sdk.export.writer import PRECISIONS, TARGETS

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from defusedxml import ElementTree
 
-from siglip2_sdk.distill.corpus.debian import SourceUnavailable
-from siglip2_sdk.distill.corpus.source import Pair, Source, folder_labels
-from siglip2_sdk.distill.corpus.svg import MAX_FILE_BYTES, inline_entities, render_svg_files
+from siglip2_sdk.data.debian import SourceUnavailable
+from siglip2_sdk.data.source import Pair, Source, folder_labels
+from siglip2_sdk.data.svg import MAX_FILE_BYTES, inline_entities, render_svg_files
 
 SVG_DIR = "usr/share/openclipart/svg"
 MAX_SIDE = 256

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from siglip2_sdk.distill.corpus.debian import SourceUnavailable
-from siglip2_sdk.distill.corpus.source import Pair, Source
+from siglip2_sdk.data.debian import SourceUnavailable
+from siglip2_sdk.data.source import Pair, Source
 
 DATA = Path("usr/share/datasets/fashion-mnist")
 SPLITS = ("t10k", "train")

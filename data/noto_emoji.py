@@ -13,8 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, features
 
-from siglip2_sdk.distill.corpus.debian import SourceUnavailable
-from siglip2_sdk.distill.corpus.source import Pair, Source
+from siglip2_sdk.data.debian import SourceUnavailable
+from siglip2_sdk.data.source import Pair, Source
 
 FONT = Path("usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 EMOJI_TEST = Path("usr/share/unicode/emoji/emoji-test.txt")

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 from PIL import Image
 
-from siglip2_sdk.distill.corpus.debian import SourceUnavailable
+from siglip2_sdk.data.debian import SourceUnavailable
 
 MAX_FILE_BYTES = 8 << 20  # the largest drawing in the package is 1.7 MB
 TIME_LIMIT_S = 30  # per drawing; the slowest real one takes about 2 s

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from siglip2_sdk.distill.corpus.debian import SourceUnavailable
-from siglip2_sdk.distill.corpus.source import Pair, Source, folder_labels
-from siglip2_sdk.distill.corpus.svg import render_svg_files
+from siglip2_sdk.data.debian import SourceUnavailable
+from siglip2_sdk.data.source import Pair, Source, folder_labels
+from siglip2_sdk.data.svg import render_svg_files
 
 STAMPS_DIR = "usr/share/tuxpaint/stamps"
 SVG_MAX_SIDE = 512

@@ -16,7 +16,7 @@ import torch
 import webdataset as wds
 
 from siglip2_sdk.core.errors import Siglip2Error
-from siglip2_sdk.core.preprocess import ImagePreprocessing, normalize, preprocess_one, resized_rgb
+from siglip2_sdk.core.preprocess import ImagePreprocessing, preprocess_one, resized_rgb
 from siglip2_sdk.core.shards import IMAGE_EXTENSIONS, captions_of, example_id, expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
 
@@ -151,7 +151,9 @@ def training_pairs(
 @dataclass
 class SuperBatch:
     """One step's candidates. `keys`/`languages` cover the whole (global) super-batch; `pixels` and
-    `input_ids` only this rank's contiguous slice `local`."""
+    `input_ids` only this rank's contiguous slice `local`. `pixels` are uint8 (n, H, W, 3), resized but
+    not normalized: a quarter of float32's bytes to move to the GPU, and the arithmetic runs there
+    (see `model_input`)."""
 
     keys: list[str]
     languages: list[str]
@@ -223,7 +225,7 @@ def super_batches(
             if index < skip:
                 continue
             mine = group[local]
-            pixels = normalize(decoded.rgb(mine, pool), image_preprocessing)
+            pixels = decoded.rgb(mine, pool)
             yield SuperBatch(
                 keys=[item.key for item in group],
                 languages=[item.language for item in group],
@@ -231,6 +233,15 @@ def super_batches(
                 pixels=torch.from_numpy(pixels),
                 input_ids=torch.from_numpy(tokenizer([item.caption for item in mine])),
             )
+
+
+def model_input(pixels: torch.Tensor, spec: ImagePreprocessing) -> torch.Tensor:
+    """uint8 (n, H, W, 3) -> the tower's float32 (n, 3, H, W), on the tensor's own device; the same
+    operations in the same order as `core.preprocess.normalize`, so the values are identical."""
+    x = pixels.to(torch.float32) * spec.rescale_factor
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=x.device)
+    return ((x - mean) / std).permute(0, 3, 1, 2).contiguous()
 
 
 def _chunks(items: Iterator[CaptionItem], size: int) -> Iterator[list[CaptionItem]]:

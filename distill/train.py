@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from siglip2_sdk.core.model import SiglipModel, build_model, numpy_runner
 from siglip2_sdk.core.shards import expand_shards, iter_examples
 from siglip2_sdk.core.tokenizer import Tokenizer
 
-from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, super_batches
+from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, model_input, super_batches
 from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
 from .selection import example_scores, micro_batches, select
 from .teacher_cache import TeacherCache, data_fingerprint
@@ -70,6 +71,7 @@ class TrainConfig:
     eval_limit: int = 1000
     save_every: int = 0  # 0: only the final checkpoint
     threads: int = 4  # image decoding threads per process
+    prefetch: bool | None = None  # read the next super-batch during the step; None: on GPUs only
     decoded_images_mb: float = 512  # decoded images kept for the next epochs (per process)
     kept_shards_mb: float = 1024  # shards kept in memory, read once for all epochs (per process)
 
@@ -309,7 +311,8 @@ def train_step(
 ) -> dict:
     """Select (if asked), then forward/backward on the selected examples, in `config.accumulate`
     micro-batches cut along the selection's chunks. Returns metrics."""
-    pixels, input_ids = batch.pixels.to(procs.device), batch.input_ids.to(procs.device)
+    pixels = model_input(batch.pixels.to(procs.device, non_blocking=True), model.image_preprocessing)
+    input_ids = batch.input_ids.to(procs.device, non_blocking=True)
     teacher_image = teacher_text = None
     if teacher is not None:
         teacher_image, teacher_text = (
@@ -403,6 +406,40 @@ def epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, st
         epoch, skip = epoch + 1, 0
 
 
+def prefetching(config: TrainConfig, procs: Processes) -> bool:
+    """Whether the next super-batch is read in a background thread during the step (`--prefetch`;
+    by default on GPUs, where the step does not need the CPU, and not on CPU, where the loader's
+    threads would take cores from the step)."""
+    return config.prefetch if config.prefetch is not None else procs.device.type == "cuda"
+
+
+def _next_batch(data: Iterator, procs: Processes) -> tuple:
+    """The next (epoch, index, super-batch), its tensors pinned on a GPU so the copy is asynchronous."""
+    epoch, index, batch = next(data)
+    if procs.device.type == "cuda":
+        batch.pixels, batch.input_ids = batch.pixels.pin_memory(), batch.input_ids.pin_memory()
+    return epoch, index, batch
+
+
+@contextlib.contextmanager
+def read_ahead(data: Iterator, procs: Processes, enabled: bool) -> Iterator[Iterator]:
+    """`data`'s items, each read in a background thread while the caller works on the one before
+    (decoding and tokenizing release the GIL). The order is unchanged; leaving reads one item more."""
+    if not enabled:
+        yield data
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="loader") as loader:
+
+        def ahead() -> Iterator:
+            upcoming = loader.submit(_next_batch, data, procs)
+            while True:
+                item = upcoming.result()
+                upcoming = loader.submit(_next_batch, data, procs)
+                yield item
+
+        yield ahead()
+
+
 def train(
     config: TrainConfig,
     *,
@@ -456,33 +493,34 @@ def train(
     spec = model.image_preprocessing
     data = epochs(config, tokenizer, spec, procs, position)
     steps = range(position.step, config.steps)
-    for step in progress(steps, "training", len(steps)) if procs.main else steps:
-        started = time.perf_counter()
-        epoch, index, batch = next(data)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
-        model.train()
-        metrics = train_step(batch, towers, model, teacher, config, generator, procs)
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=not zero_in_place)
-        position = Position(step + 1, epoch, index + 1)
-        elapsed = time.perf_counter() - started
-        metrics.update(
-            lr=lr_at(step, config),
-            grad_norm=float(norm),
-            t=float(model.logit_scale.detach().exp()),
-            b=float(model.logit_bias.detach()),
-            step_time=elapsed,
-            examples_per_s=config.super_batch / elapsed,
-            epoch=epoch,
-        )
-        if eval_examples and config.eval_every and (step + 1) % config.eval_every == 0:
-            metrics.update(_evaluate(model, tokenizer, eval_examples))
-        logger.write(step + 1, metrics)
-        if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
-            folder = out / "checkpoints" / f"step-{step + 1:07d}"
-            _save(folder, model, tokenizer_file, optimizer, generator, position, procs)
+    with read_ahead(data, procs, prefetching(config, procs)) as batches:
+        for step in progress(steps, "training", len(steps)) if procs.main else steps:
+            started = time.perf_counter()
+            epoch, index, batch = next(batches)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            model.train()
+            metrics = train_step(batch, towers, model, teacher, config, generator, procs)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=not zero_in_place)
+            position = Position(step + 1, epoch, index + 1)
+            elapsed = time.perf_counter() - started
+            metrics.update(
+                lr=lr_at(step, config),
+                grad_norm=float(norm),
+                t=float(model.logit_scale.detach().exp()),
+                b=float(model.logit_bias.detach()),
+                step_time=elapsed,
+                examples_per_s=config.super_batch / elapsed,
+                epoch=epoch,
+            )
+            if eval_examples and config.eval_every and (step + 1) % config.eval_every == 0:
+                metrics.update(_evaluate(model, tokenizer, eval_examples))
+            logger.write(step + 1, metrics)
+            if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
+                folder = out / "checkpoints" / f"step-{step + 1:07d}"
+                _save(folder, model, tokenizer_file, optimizer, generator, position, procs)
     final = out / "final"
     if procs.main:
         save_checkpoint(model, final, tokenizer_file=tokenizer_file)

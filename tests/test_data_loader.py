@@ -204,3 +204,17 @@ def test_trainer_and_teacher_cache_read_the_same_caption(tmp_path, tokenizer):
     samples = iter(_raw_samples(str(shard), shuffle=0, seed=0, split_by_rank=False))
     student_sees = {item.language: item.caption for item in _caption_items(samples, "all", seed=0)}
     assert student_sees == teacher_sees == {"en": "a red square"}
+
+
+def test_model_input_on_the_device_matches_the_numpy_preprocessing(corpus, tokenizer):
+    """Super-batches carry uint8 pixels; normalizing them where the model runs gives exactly the
+    values core.preprocess gives (the same operations in the same order)."""
+    from siglip2_sdk.core.preprocess import normalize
+    from siglip2_sdk.distill.data import model_input
+
+    spec = ImagePreprocessing(size=(32, 32))
+    shards = str(corpus / "*.tar")
+    batch = next(iter(super_batches(shards, size=8, image_preprocessing=spec, tokenizer=tokenizer)))
+    assert batch.pixels.dtype == torch.uint8 and batch.pixels.shape == (8, 32, 32, 3)
+    expected = torch.from_numpy(normalize(batch.pixels.numpy(), spec))
+    assert torch.equal(model_input(batch.pixels, spec), expected)

@@ -153,6 +153,14 @@ def test_resume_after_an_interrupt_reproduces_the_uninterrupted_run(workspace, t
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
+def test_reading_ahead_trains_the_same_weights(workspace, tmp_path):
+    """--prefetch reads the next super-batch in a thread during the step: same batches, same model."""
+    plain = train(config(workspace, tmp_path / "plain", prefetch=False), log=lambda _: None)
+    ahead = train(config(workspace, tmp_path / "ahead", prefetch=True), log=lambda _: None)
+    a, b = load_checkpoint(plain).state_dict(), load_checkpoint(ahead).state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
 def test_selection_none_trains_without_a_teacher(workspace, tmp_path):
     final = train(
         config(workspace, tmp_path / "plain", select="none", teacher_cache=None), log=lambda _: None

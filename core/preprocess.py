@@ -171,13 +171,18 @@ def _per_channel(value: float | Sequence[float]) -> tuple[float, ...]:
     return (float(value),) * 3 if isinstance(value, int | float) else tuple(value)
 
 
-def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(
+    source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, jpeg_draft: int | None = None
+) -> Image.Image:
     """Decode a path, encoded bytes, a PIL image or a uint8 array into an 8-bit RGB image.
 
     EXIF orientation is applied, transparency is composited onto white, multi-frame files give their
     first frame. Every failure raises `ImageLoadError` with a short reason. `max_pixels` guards against
     decompression bombs in encoded input (None: no limit beyond Pillow's own). An RGB PIL image without
-    orientation or transparency comes back as the same object.
+    orientation or transparency comes back as the same object. `jpeg_draft`: let libjpeg decode a JPEG
+    at 1/2, 1/4 or 1/8 scale while both sides stay at least this many pixels (its DCT scaling: a
+    2-4x faster decode of large photos, with pixels that differ slightly from a full decode; see
+    benchmarks/results/data_path.md).
     """
     if isinstance(source, np.ndarray):
         return _to_rgb(_from_array(source))
@@ -198,11 +203,11 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
             with open(source, "rb") as f:
                 if os.fstat(f.fileno()).st_size == 0:
                     raise ImageLoadError(name, "empty file (0 bytes)")
-                img = _decoded(_open(f, name, max_pixels))
+                img = _decoded(_open(f, name, max_pixels, jpeg_draft))
         else:
             if len(source) == 0:
                 raise ImageLoadError(name, "empty data (0 bytes)")
-            img = _decoded(_open(io.BytesIO(source), name, max_pixels))
+            img = _decoded(_open(io.BytesIO(source), name, max_pixels, jpeg_draft))
         if img.width == 0 or img.height == 0:
             raise ImageLoadError(name, f"image has no pixels ({img.width}×{img.height})")
         return _to_rgb(img)
@@ -215,8 +220,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         raise ImageLoadError(name, _reason(exc, name)) from exc
 
 
-def _open(fp: Any, name: str | os.PathLike, max_pixels: int | None) -> Image.Image:
-    """Open (header only) and check the size before any pixel is decoded."""
+def _open(fp: Any, name: str | os.PathLike, max_pixels: int | None, jpeg_draft: int | None) -> Image.Image:
+    """Open (header only) and check the size before any pixel is decoded; a JPEG may be asked for a
+    reduced-scale decode (a square request: EXIF orientation may still turn it)."""
     # Pillow warns above its own MAX_IMAGE_PIXELS; `max_pixels` is the limit here, so the warning is
     # silenced and the size checked below instead (Pillow's global setting is left untouched).
     with warnings.catch_warnings():
@@ -228,6 +234,8 @@ def _open(fp: Any, name: str | os.PathLike, max_pixels: int | None) -> Image.Ima
                 f"image too large ({img.width}×{img.height} = {img.width * img.height:,} pixels, limit "
                 f"{max_pixels:,}; a decompression bomb guard, raise max_pixels to load it)",
             )
+        if jpeg_draft and img.format == "JPEG":
+            img.draft("RGB", (jpeg_draft, jpeg_draft))
         img.load()
     return img
 
@@ -304,10 +312,12 @@ def preprocess_one(image: ImageSource, spec: ImagePreprocessing) -> np.ndarray:
     return normalize(resized_rgb(image, spec), spec)
 
 
-def resized_rgb(image: ImageSource, spec: ImagePreprocessing) -> np.ndarray:
-    """The decoding and resizing half of `preprocess_one`: uint8 (H, W, 3) at the model's size."""
+def resized_rgb(image: ImageSource, spec: ImagePreprocessing, *, jpeg_draft: bool = False) -> np.ndarray:
+    """The decoding and resizing half of `preprocess_one`: uint8 (H, W, 3) at the model's size
+    (`jpeg_draft`: a large JPEG is decoded at reduced scale first, see `load_image`)."""
     height, width = spec.size
-    return np.asarray(load_image(image).resize((width, height), _RESAMPLE[spec.resample]))
+    draft = max(height, width) if jpeg_draft else None
+    return np.asarray(load_image(image, jpeg_draft=draft).resize((width, height), _RESAMPLE[spec.resample]))
 
 
 def normalize(rgb: np.ndarray, spec: ImagePreprocessing) -> np.ndarray:

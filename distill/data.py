@@ -169,8 +169,8 @@ class DecodedImages:
     the remaining images are decoded every time, as without it. A hand-written dict: it is keyed by
     the example and bounded in bytes, which functools' caches are not."""
 
-    def __init__(self, spec: ImagePreprocessing, budget_mb: float = 512):
-        self.spec = spec
+    def __init__(self, spec: ImagePreprocessing, budget_mb: float = 512, jpeg_draft: bool = False):
+        self.spec, self.jpeg_draft = spec, jpeg_draft
         self.budget = int(budget_mb * 2**20)
         self.held = 0
         self._images: dict[str, np.ndarray] = {}
@@ -180,7 +180,8 @@ class DecodedImages:
         `pool` (on a kept dataset, handing every image to a thread cost more than the arithmetic)."""
         found = [self._images.get(item.key) for item in items]
         missing = [i for i, rgb in enumerate(found) if rgb is None]
-        decoded = pool.map(lambda i: resized_rgb(items[i].image, self.spec), missing)
+        decode = lambda i: resized_rgb(items[i].image, self.spec, jpeg_draft=self.jpeg_draft)  # noqa: E731
+        decoded = pool.map(decode, missing)
         for i, rgb in zip(missing, decoded, strict=True):
             found[i] = rgb
             if self.held + rgb.nbytes <= self.budget and items[i].key not in self._images:

@@ -72,6 +72,7 @@ class TrainConfig:
     save_every: int = 0  # 0: only the final checkpoint
     threads: int = 4  # image decoding threads per process
     prefetch: bool | None = None  # read the next super-batch during the step; None: on GPUs only
+    jpeg_draft: bool = False  # decode large JPEGs at reduced scale (faster; pixels differ slightly)
     decoded_images_mb: float = 512  # decoded images kept for the next epochs (per process)
     kept_shards_mb: float = 1024  # shards kept in memory, read once for all epochs (per process)
 
@@ -376,7 +377,7 @@ def train_step(
 def epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, start: Position) -> Iterator:
     """(epoch, batch index, super-batch) forever; each epoch reshuffles with its own seed."""
     epoch, skip = start.epoch, start.batch_in_epoch
-    decoded = DecodedImages(spec, budget_mb=config.decoded_images_mb)
+    decoded = DecodedImages(spec, budget_mb=config.decoded_images_mb, jpeg_draft=config.jpeg_draft)
     kept = KeptShards(budget_mb=config.kept_shards_mb)
     while True:
         stream = super_batches(

@@ -435,3 +435,24 @@ def test_normalize_gives_a_batch_exactly_what_it_gives_each_image():
     images = [Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)) for _ in range(3)]
     rgbs = np.stack([resized_rgb(image, spec) for image in images])
     assert np.array_equal(normalize(rgbs, spec), np.stack([preprocess_one(image, spec) for image in images]))
+
+
+def test_jpeg_draft_decodes_a_large_jpeg_at_reduced_scale_with_nearly_the_same_pixels():
+    """Training's --jpeg-draft: libjpeg's DCT scaling, never below the requested side."""
+    import io
+
+    import skimage.data
+
+    photo = Image.fromarray(skimage.data.astronaut()).resize((1024, 1024))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=95)
+    jpeg = buffer.getvalue()
+    assert load_image(jpeg, jpeg_draft=256).size == (256, 256)
+    assert load_image(jpeg, jpeg_draft=300).size == (512, 512)
+    spec = ImagePreprocessing(size=(224, 224))
+    full, drafted = resized_rgb(jpeg, spec), resized_rgb(jpeg, spec, jpeg_draft=True)
+    difference = np.abs(full.astype(np.int16) - drafted.astype(np.int16))
+    assert 0 < difference.mean() < 3
+    png = io.BytesIO()
+    photo.save(png, format="PNG")
+    assert load_image(png.getvalue(), jpeg_draft=256).size == (1024, 1024)  # only JPEG has a draft mode

@@ -78,9 +78,11 @@ def decode_rate(jpegs: list[bytes], draft: bool) -> tuple[float, list[np.ndarray
     return len(jpegs) / (time.process_time() - started), out
 
 
-def loader_rate(pattern: str, count: int, jpeg_draft: bool) -> float:
+def loader_rate(pattern: str, count: int, jpeg_draft: bool = False, decode: bool = True) -> float:
     """Images per CPU-second (all of the process's threads) through `super_batches` itself: tar
-    reading, shuffle buffer, captions, tokenizing, decoding and resizing."""
+    reading, shuffle buffer, captions, tokenizing, decoding and resizing. `decode=False` times a
+    second pass whose images are all kept decoded: what is left is the part that runs in the rank's
+    one Python thread, whatever `--threads` is."""
     from siglip2_sdk.core.assets import fetch_gemma_tokenizer
     from siglip2_sdk.core.preprocess import ImagePreprocessing
     from siglip2_sdk.core.tokenizer import Tokenizer
@@ -88,14 +90,18 @@ def loader_rate(pattern: str, count: int, jpeg_draft: bool) -> float:
 
     tokenizer = Tokenizer.from_file(fetch_gemma_tokenizer(), length=64)
     spec = ImagePreprocessing(size=(TARGET, TARGET))
-    decoded = DecodedImages(spec, budget_mb=0, jpeg_draft=jpeg_draft)
+    decoded = DecodedImages(spec, budget_mb=0 if decode else 2**14, jpeg_draft=jpeg_draft)
+
+    def one_pass() -> int:
+        batches = super_batches(
+            pattern, size=64, image_preprocessing=spec, tokenizer=tokenizer, threads=1, decoded=decoded
+        )
+        return sum(len(batch.keys) for batch in batches)
+
+    if not decode:
+        one_pass()
     started = time.process_time()
-    seen = 0
-    batches = super_batches(
-        pattern, size=64, image_preprocessing=spec, tokenizer=tokenizer, threads=1, decoded=decoded
-    )
-    for batch in batches:
-        seen += len(batch.keys)
+    seen = one_pass()
     assert seen == count - count % 64, seen
     return seen / (time.process_time() - started)
 
@@ -169,7 +175,12 @@ def markdown(report: dict) -> str:
             f"| {gpu['images_per_s_needed'] / row['loader_images_per_s']:.0f} / "
             f"{gpu['images_per_s_needed'] / row['loader_draft_images_per_s']:.0f} |"
         )
+    serial = report["serial_images_per_s"]
     lines += [
+        "",
+        f"The part of the loader that runs in the rank's one Python thread (reading the global stream, "
+        f"shuffling, captions, tokenizing; measured as a pass whose images are all kept decoded): "
+        f"{serial:,.0f} samples per second, whatever `--threads` adds for decoding.",
         "",
         f"B/32@256 student forward, no grad, both towers, batch {forward['batch']}, "
         f"{forward['threads']} threads: {forward['ms_per_example']:.1f} ms per example.",
@@ -216,6 +227,8 @@ def main() -> None:
                     "loader_draft_images_per_s": loader_rate(shards, len(jpegs), jpeg_draft=True),
                 }
             )
+            if short_side == 256:
+                report["serial_images_per_s"] = loader_rate(shards, len(jpegs), decode=False)
     report["student_forward"] = student_forward_ms(batch=32, threads=os.cpu_count() or 1)
     report["gpu_estimate"] = gpu_estimate()
     args.out.mkdir(parents=True, exist_ok=True)

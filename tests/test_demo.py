@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from siglip2_sdk import Encoder, PhotoIndex, demo
-from siglip2_sdk.cli import main
+from siglip2_sdk import Encoder, PhotoIndex
+from siglip2_sdk.cli import demo, main
 from siglip2_sdk.core.bundle import read_manifest
 from siglip2_sdk.data import build
 from siglip2_sdk.data.debian import PackageRoot

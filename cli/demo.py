@@ -1,4 +1,4 @@
-"""`siglip2-sdk demo` (what `make demo` runs): the whole mission on its embedded default.
+"""`demo` (what `make demo` runs): the whole mission on its embedded default.
 
 The offline demo corpus -> the demo teacher -> an ACID student distilled from it -> bundles for
 every runtime and precision, each through the parity gate -> teacher, student and every bundle
@@ -11,21 +11,21 @@ demo teacher lives in the user cache, keyed by the data), so a second run only r
 
 from __future__ import annotations
 
+import argparse
 import json
-import multiprocessing
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import track
 from rich.table import Table
 
 from siglip2_sdk.core.errors import Siglip2Error
+
+from .common import progress
+from .demo_jobs import evaluations, exports, test_examples
 
 MODEL_ID = "siglip2-demo-student"
 # ACED: ACID selection plus the explicit distillation term. The ablation
@@ -47,7 +47,32 @@ EVAL_PROCESSES = 2  # 0: in this process
 SLOWEST_FIRST = ("executorch", "tflite", "onnx")
 # (language, caption) queries are picked from the test split itself, so each has a known answer.
 QUERY_LANGUAGES = ("en", "de", "fr", "es", "ja", "zh", "ru", "ar")
-LATENCY_RUNS = 20
+
+
+def add_commands(commands) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="run the main job on its embedded default (what `make demo` runs)",
+        description="The whole mission offline on 2 cores: build the demo corpus, train the demo teacher "
+        "(once), distill an ACID student from it, export it to ONNX, TFLite and ExecuTorch in fp32 and int8 "
+        "through the parity gate, evaluate teacher, student and every bundle on the test split, index the "
+        "test photos and search them in several languages, then print one summary table. Each step is "
+        "skipped when its artifact is already in --out, so a second run takes a minute or two.",
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("artifacts"), help="where artifacts go (default: artifacts)"
+    )
+    demo.add_argument(
+        "--steps", type=int, default=None, help="student distillation steps (default: the demo recipe's)"
+    )
+    demo.set_defaults(run=run_demo_command)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 1:
+        raise Siglip2Error(f"--steps must be at least 1, got {args.steps}")
+    run_demo(args.out, steps=args.steps)
+    return 0
 
 
 @dataclass(frozen=True)
@@ -93,106 +118,8 @@ class Evaluated:
     results: dict | None  # None: not measured (a bundle that failed its parity gate)
 
 
-def _progress(iterable, description: str, total: int | None = None):
-    return track(iterable, description=description, total=total)
-
-
 def _newer(artifact: Path, than: Path) -> bool:
     return artifact.exists() and artifact.stat().st_mtime >= than.stat().st_mtime
-
-
-# What an export worker process loads once and uses for each of its exports.
-_EXPORT_INPUTS: dict = {}
-
-
-def _export_worker(student: str, data: str, bundles: str) -> None:
-    from siglip2_sdk.core.checkpoint import load_checkpoint
-    from siglip2_sdk.core.tokenizer import Tokenizer
-    from siglip2_sdk.export.writer import calibration_inputs, float_embeddings, parity_data_from_shards
-
-    model = load_checkpoint(student)
-    tokenizer = Tokenizer.for_text_tower(Path(student) / "tokenizer.json", model.config.text)
-    parity = parity_data_from_shards(str(Path(data) / "test-*.tar"), 256)
-    calibration = calibration_inputs(
-        parity_data_from_shards(str(Path(data) / "val-*.tar"), 128), model.image_preprocessing, tokenizer
-    )
-    reference = float_embeddings(model, tokenizer, parity)
-    _EXPORT_INPUTS.update(
-        model=model, parity=parity, reference=reference, calibration=calibration, bundles=Path(bundles)
-    )
-
-
-def _export_one(to: str, precision: str) -> tuple[str, list[str], float]:
-    """(bundle folder name, gate problems, seconds) of one export in a worker process."""
-    from siglip2_sdk.export.writer import export_bundle
-
-    inputs = _EXPORT_INPUTS
-    started = time.perf_counter()
-    result = export_bundle(
-        inputs["model"], MODEL_ID, to, precision, inputs["bundles"], inputs["parity"],
-        reference=inputs["reference"], calibration=inputs["calibration"],
-    )  # fmt: skip
-    return result.folder.name, list(result.problems), time.perf_counter() - started
-
-
-def _export_process(*inputs: str) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    _export_worker(*inputs)
-
-
-# What an evaluation worker process loads once: the test split.
-_EVAL_EXAMPLES: list = []
-
-
-def _evaluation_process(data: str) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    _EVAL_EXAMPLES[:] = _test_examples(Path(data))
-
-
-def _evaluate_one(name: str, folder: str) -> tuple[str, dict, float]:
-    started = time.perf_counter()
-    return name, _measure(Path(folder), _EVAL_EXAMPLES, threads=1), time.perf_counter() - started
-
-
-def _evaluations(models: dict[str, Path], data: Path, workers: int) -> Iterator[tuple[str, dict, float]]:
-    """(name, results, seconds) of each model, as each finishes, each in a spawned worker process on
-    one thread: evaluating a demo-sized model does not use a second core (13.5 s for the student on
-    one thread, 14.3 s on two), so two at a time halve the step. `workers=0`: in this process, on
-    its threads (tests)."""
-    if workers == 0:
-        examples = _test_examples(data)
-        for name, folder in models.items():
-            started = time.perf_counter()
-            yield name, _measure(folder, examples), time.perf_counter() - started
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_evaluation_process, initargs=(str(data),)
-    ) as pool:
-        jobs = [pool.submit(_evaluate_one, name, str(folder)) for name, folder in models.items()]
-        for job in as_completed(jobs):
-            yield job.result()
-
-
-def _exports(targets: list[tuple[str, str]], inputs: tuple[str, str, str], workers: int) -> Iterator[tuple]:
-    """`_export_one` of each (to, precision), as each finishes. With several workers, each is its own
-    process on one thread: the exporters are mostly single-threaded Python (graph capture, lowering,
-    conversion): on 2 cores the demo's six exports took 1.7 min two at a time, ~3.5 one after the other.
-    Spawned, not forked: the parent holds torch's thread pools."""
-    if workers == 1:
-        _export_worker(*inputs)
-        yield from (_export_one(to, precision) for to, precision in targets)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_export_process, initargs=inputs
-    ) as pool:
-        for job in as_completed([pool.submit(_export_one, to, precision) for to, precision in targets]):
-            yield job.result()
 
 
 class Demo:
@@ -218,7 +145,7 @@ class Demo:
         from siglip2_sdk.data.build import build_corpus
 
         self.announce("demo corpus (Tux Paint, Noto emoji, Open Clip Art, Fashion-MNIST; offline)")
-        report = build_corpus(self.layout.data, progress=lambda it, what: _progress(it, what))
+        report = build_corpus(self.layout.data, progress=lambda it, what: progress(it, what))
         for name, reason in report.unavailable.items():
             self.log(f"[yellow]source {name} skipped[/]: {reason}")
         stats = report.stats
@@ -230,7 +157,7 @@ class Demo:
 
         self.announce("demo teacher (trained once on this data, then reused from the cache)")
         train = str(self.layout.data / "train-*.tar")
-        folder = recipes.resolve_teacher("demo", train, None, _progress, self.log)
+        folder = recipes.resolve_teacher("demo", train, None, progress, self.log)
         self.log(f"teacher: {folder}")
         return folder
 
@@ -250,7 +177,7 @@ class Demo:
             f"kd weight {settings['kd_weight']}; resumable, checkpoints in {run}"
         )
         train = str(self.layout.data / "train-*.tar")
-        return recipes.distill("demo", train, run, resume=True, progress=_progress, log=self.log, **settings)
+        return recipes.distill("demo", train, run, resume=True, progress=progress, log=self.log, **settings)
 
     def export(self, student: Path) -> list[Path]:
         from siglip2_sdk.core.bundle import MANIFEST_NAME
@@ -272,9 +199,9 @@ class Demo:
             return list(folders.values())
         missing.sort(key=lambda key: SLOWEST_FIRST.index(key[0]))
         workers = min(EXPORT_PROCESSES, len(missing))
-        inputs = (str(student), str(self.layout.data), str(self.layout.bundles))
+        inputs = (str(student), str(self.layout.data), str(self.layout.bundles), MODEL_ID)
         with self.console.status(f"exporting {len(missing)} bundles, {workers} at a time"):
-            for name, problems, seconds in _exports(missing, inputs, workers):
+            for name, problems, seconds in exports(missing, inputs, workers):
                 verdict = "[green]ok[/]" if not problems else f"[red]failed[/]: {'; '.join(problems)}"
                 self.log(f"{name}: {seconds:.0f} s, parity {verdict}")
         return list(folders.values())
@@ -296,7 +223,7 @@ class Demo:
         if missing:
             workers = min(EVAL_PROCESSES, len(missing))
             with self.console.status(f"evaluating {len(missing)} models, {max(workers, 1)} at a time"):
-                for name, results, seconds in _evaluations(missing, self.layout.data, workers):
+                for name, results, seconds in evaluations(missing, self.layout.data, workers):
                     (self.layout.evals / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
                     self.log(f"{name}: {seconds:.0f} s")
                     measured[name] = results
@@ -394,41 +321,6 @@ def _identity_file(folder: Path) -> Path:
     return manifest if manifest.is_file() else folder / "model.safetensors"
 
 
-def _test_examples(data: Path):
-    from siglip2_sdk.core.shards import iter_examples, split_shards
-
-    return list(iter_examples(split_shards(data, "test")))
-
-
-def _measure(folder: Path, examples, threads: int | None = None) -> dict:
-    """Retrieval and zero-shot on the test split, and batch-1 latency of each tower."""
-    from siglip2_sdk.core.evaluate import evaluate, headline
-    from siglip2_sdk.core.preprocess import preprocess
-    from siglip2_sdk.encoder import Encoder
-
-    encoder = Encoder.load(folder, threads=threads)
-    results = evaluate(encoder, examples)
-    pixels = preprocess([examples[0].image], encoder.image_preprocessing)
-    ids = encoder.tokenizer([next(iter(examples[0].captions.values()))])
-    return {
-        **headline(results),
-        "image_ms": _median_ms(lambda: encoder.backend.embed_pixels(pixels)),
-        "text_ms": _median_ms(lambda: encoder.backend.embed_tokens(ids)),
-        "full": results,
-    }
-
-
-def _median_ms(run: Callable[[], object]) -> float:
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(LATENCY_RUNS):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
-
-
 def _row(name: str, folder: Path, results: dict | None) -> Evaluated:
     from siglip2_sdk.core.bundle import read_manifest
 
@@ -449,7 +341,7 @@ def _export_test_photos(data: Path, folder: Path) -> tuple[Path, dict[str, dict[
         return folder, json.loads(captions_file.read_text(encoding="utf-8"))
     folder.mkdir(parents=True, exist_ok=True)
     captions = {}
-    for example in _test_examples(data):
+    for example in test_examples(data):
         name = f"{slug(example.key)}.{example.image_ext}"
         (folder / name).write_bytes(example.image)
         captions[name] = example.captions

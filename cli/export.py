@@ -1,0 +1,161 @@
+"""`export`: a checkpoint -> one bundle per runtime x precision, each through the parity gate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from siglip2_sdk.core.errors import Siglip2Error
+
+
+def add_commands(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="quantize and lower a checkpoint into bundles, each checked against the float model",
+        description="Write one bundle per runtime x precision (towers, tokenizer, manifest.json with "
+        "sha256 of every file). Each bundle is run on its own runtime on held-out real images and captions "
+        "and compared with the float checkpoint (embedding cosine, top-1 retrieval agreement); below the "
+        "thresholds the bundle is kept but marked failed and the command exits 1.",
+    )
+    export.add_argument("checkpoint", help="checkpoint folder, HF id or alias")
+    export.add_argument(
+        "--to",
+        default="onnx,tflite,executorch",
+        help="comma-separated: onnx, tflite, executorch (default: all three)",
+    )
+    export.add_argument(
+        "--precision",
+        default="fp32,int8",
+        help="comma-separated: fp32, fp16, int8 (int8 weights: the scheme that keeps the gate), and int8 "
+        "compute where offered: int8-dynamic (onnx), int8-static (onnx: NNCF; tflite: PT2E image tower)",
+    )
+    export.add_argument("--out", type=Path, default=Path("artifacts/bundles"), help="where bundles go")
+    export.add_argument(
+        "--parity-data", default="artifacts/data/test-*.tar", help="held-out shards for the parity gate"
+    )
+    export.add_argument("--parity-examples", type=int, default=256, help="examples the gate compares on")
+    export.add_argument(
+        "--calibration-data",
+        default="artifacts/data/val-*.tar",
+        help="shards whose images and captions static int8 (int8-static) observes; never the parity data "
+        "(default: the demo corpus's validation split)",
+    )
+    export.add_argument("--calibration-examples", type=int, default=128, help="calibration examples")
+    export.add_argument("--min-cosine", type=float, default=0.99, help="gate: minimum embedding cosine")
+    export.add_argument("--min-agreement", type=float, default=0.98, help="gate: minimum top-1 agreement")
+    export.add_argument(
+        "--vocab-from",
+        metavar="DATA",
+        help="prune the text tower's token table to the ids that occur in DATA's captions, every language: "
+        "WebDataset shards (globs, brace patterns) or a .txt file with one caption per line",
+    )
+    export.add_argument(
+        "--languages",
+        metavar="LANGS",
+        help="prune the token table to the tokens written in these languages' scripts, e.g. en,de,fr "
+        "(with --vocab-from: the union). The bundle keeps the original tokenizer; tokens outside the kept "
+        "set read as <unk>, so other text still runs, degraded: add en to a non-Latin language for the "
+        "Latin words its text mixes in. The gate checks captions in LANGS",
+    )
+    export.set_defaults(run=run_export)
+
+
+def _model_id(checkpoint: str) -> str:
+    """A checkpoint's name: an HF id as given; a folder by its name, or its run's name for the
+    `RUN/final` folders that distill and pretrain write."""
+    path = Path(checkpoint).expanduser()
+    if not path.is_dir():
+        return checkpoint
+    path = path.resolve()
+    return path.parent.name if path.name == "final" else path.name
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from siglip2_sdk.core.checkpoint import load_checkpoint
+    from siglip2_sdk.core.tokenizer import Tokenizer
+    from siglip2_sdk.export.parity import Thresholds
+    from siglip2_sdk.export.vocab import check_sources
+    from siglip2_sdk.export.writer import (
+        PRECISIONS,
+        calibration_inputs,
+        export_bundle,
+        parity_data_from_shards,
+    )
+
+    for flag in ("parity_examples", "calibration_examples"):
+        if getattr(args, flag) < 2:
+            raise Siglip2Error(f"--{flag.replace('_', '-')} must be at least 2, got {getattr(args, flag)}")
+
+    unknown = [to for to in args.to.split(",") if to not in PRECISIONS]
+    if unknown:
+        raise Siglip2Error(f"--to {','.join(unknown)}: this version exports to {', '.join(PRECISIONS)}")
+    # Skip the combinations a runtime does not offer yet, rather than failing a mixed request.
+    targets = []
+    for to in args.to.split(","):
+        for precision in args.precision.split(","):
+            if precision in PRECISIONS[to] or to == args.to:
+                targets.append((to, precision))
+            else:
+                print(f"skipping {to} {precision}: not offered for {to} yet", file=sys.stderr)
+    languages = [tag for tag in (args.languages or "").split(",") if tag]
+    check_sources(args.vocab_from, languages)
+    parity_data = parity_data_from_shards(args.parity_data, args.parity_examples, languages)
+    model = load_checkpoint(args.checkpoint)
+    model_id = _model_id(args.checkpoint)
+    vocabulary = _pruned_vocabulary(model, args.vocab_from, languages)
+    # Only static int8 observes activations; the other schemes never read calibration data.
+    calibration = None
+    if any(precision.endswith("-static") for _, precision in targets):
+        calibration = calibration_inputs(
+            parity_data_from_shards(args.calibration_data, args.calibration_examples),
+            model.image_preprocessing,
+            Tokenizer.for_text_tower(model.source_dir / "tokenizer.json", model.config.text),
+        )
+    thresholds = Thresholds(cosine_min=args.min_cosine, agreement=args.min_agreement)
+    table = Table(
+        title=f"bundles of {model_id} in {args.out} (parity on {len(parity_data.texts)} held-out examples)"
+    )
+    for column in ("bundle", "status", "MB", "image cos min", "text cos min", "t→i agree", "i→t agree"):
+        table.add_column(column, justify="left" if column in ("bundle", "status") else "right")
+    failed = 0
+    for to, precision in targets:
+        with Console(stderr=True).status(f"exporting {to} {precision}"):
+            result = export_bundle(
+                model, model_id, to, precision, args.out, parity_data, thresholds, calibration=calibration,
+                vocabulary=vocabulary,
+            )  # fmt: skip
+        p = result.manifest.parity
+        megabytes = sum(f.bytes for f in result.manifest.files.values()) / 2**20
+        table.add_row(
+            result.folder.name, result.manifest.status, f"{megabytes:.1f}", f"{p['image_cosine_min']:.4f}",
+            f"{p['text_cosine_min']:.4f}", f"{p['t2i_top1_agreement']:.3f}", f"{p['i2t_top1_agreement']:.3f}",
+        )  # fmt: skip
+        if result.problems:
+            failed += 1
+            print(f"{result.folder}: parity gate failed: {'; '.join(result.problems)}", file=sys.stderr)
+    Console().print(table)
+    return 1 if failed else 0
+
+
+def _pruned_vocabulary(model, data: str | None, languages: list[str]):
+    """The kept token ids when --vocab-from/--languages ask for pruning (None: the full vocabulary),
+    with what it saves said on stderr."""
+    from siglip2_sdk.export.vocab import kept_vocabulary
+
+    if data is None and not languages:
+        return None
+    with Console(stderr=True).status("choosing the kept vocabulary"):
+        vocabulary = kept_vocabulary(
+            model.source_dir / "tokenizer.json", model.config.text, data=data, languages=languages
+        )
+    full, kept = vocabulary.table_bytes(model.config.text.width)
+    print(
+        f"vocabulary: {len(vocabulary.ids):,} of {vocabulary.of:,} tokens kept ({vocabulary.source}); "
+        f"fp32 token table {full / 2**20:.1f} MB -> {kept / 2**20:.1f} MB",
+        file=sys.stderr,
+    )
+    return vocabulary

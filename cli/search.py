@@ -1,0 +1,111 @@
+"""`index` and `search`: photo search from the command line, on the SDK's `PhotoIndex`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from siglip2_sdk.core.errors import Siglip2Error
+
+from .common import progress
+
+
+def add_commands(commands) -> None:
+    index = commands.add_parser(
+        "index",
+        help="index a folder of photos for offline search",
+        description="Embed every image under PHOTOS into an index folder (SQLite catalog + vectors). "
+        "Incremental: unchanged files are skipped, changed ones re-embedded, deleted ones forgotten, "
+        "identical files share one vector. A crash loses at most the batch in flight; bad files are "
+        "recorded with their reason and indexing goes on.",
+    )
+    index.add_argument("photos", nargs="+", type=Path, help="folders and/or image files")
+    index.add_argument("--bundle", required=True, help="bundle folder (or a checkpoint, run on torch)")
+    index.add_argument("--runtime", default=None, help="runtime (default: the bundle's own)")
+    index.add_argument("--index", type=Path, required=True, help="index folder (created if missing)")
+    index.add_argument("--batch-size", type=int, default=32)
+    index.set_defaults(run=run_index)
+
+    search = commands.add_parser(
+        "search",
+        help="search an index by text (or by an example image)",
+        description="Print the photos closest to a text query, with cosine scores.",
+    )
+    search.add_argument("query", nargs="?", default=None, help="text query (omit with --image)")
+    search.add_argument("--image", type=Path, default=None, help="search by this image instead of text")
+    search.add_argument("--index", type=Path, required=True, help="index folder made by `siglip2-sdk index`")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    search.add_argument("--html", type=Path, default=None, help="also write a contact sheet of the hits here")
+    search.set_defaults(run=run_search)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from siglip2_sdk.encoder import Encoder
+    from siglip2_sdk.index import PhotoIndex
+
+    if args.batch_size < 1:
+        raise Siglip2Error(f"--batch-size must be at least 1, got {args.batch_size}")
+    encoder = Encoder.load(args.bundle, runtime=args.runtime)
+    with PhotoIndex.open(args.index, encoder) as index:
+        report = index.add(
+            args.photos, batch_size=args.batch_size, progress=lambda it: progress(it, "indexing")
+        )
+        total = len(index)
+    for path, reason in report.failed:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(
+        f"{args.index}: {report.added} added, {report.skipped} unchanged, {report.removed} removed, "
+        f"{len(report.failed)} failed; {total} photos indexed"
+    )
+    return 0
+
+
+def contact_sheet(query: str, hits) -> str:
+    """A self-contained HTML page of the hits (thumbnails link to the files), for a person to look at."""
+    import html
+
+    def figure(hit) -> str:
+        uri, name = html.escape(Path(hit.path).as_uri()), html.escape(Path(hit.path).name)
+        return (
+            f'<figure><a href="{uri}"><img src="{uri}" loading="lazy"></a>'
+            f"<figcaption>{hit.score:.3f} {name}</figcaption></figure>"
+        )
+
+    figures = "\n".join(figure(hit) for hit in hits)
+    style = (
+        "body{font-family:sans-serif} figure{display:inline-block;margin:6px;width:200px} "
+        "img{width:200px;height:200px;object-fit:contain;background:#eee} figcaption{font-size:12px}"
+    )
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(query)}</title><style>{style}</style>"
+        f"<h1>{html.escape(query)}</h1>\n{figures}\n"
+    )
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from siglip2_sdk.encoder import Encoder
+    from siglip2_sdk.index import PhotoIndex
+
+    if (args.query is None) == (args.image is None):
+        raise Siglip2Error("give either a text query or --image PATH")
+    model, runtime = PhotoIndex.encoder_location(args.index)
+    with PhotoIndex.open(args.index, Encoder.load(model, runtime=runtime)) as index:
+        hits = index.search(args.query if args.image is None else args.image, k=args.k)
+    if args.html:
+        args.html.write_text(contact_sheet(str(args.query or args.image), hits), encoding="utf-8")
+    if args.json:
+        print(json.dumps([{"path": hit.path, "score": hit.score} for hit in hits], indent=2))
+        return 0
+    table = Table(title=f"{args.query or args.image} ({len(hits)} results)")
+    table.add_column("score", justify="right")
+    table.add_column("path")
+    for hit in hits:
+        table.add_row(f"{hit.score:.3f}", hit.path)
+    Console().print(table)
+    return 0

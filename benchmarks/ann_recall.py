@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from siglip2_sdk import PhotoIndex
+from siglip2_sdk.ann import ANN_FILE
 from siglip2_sdk.bench import machine_summary
-from siglip2_sdk.index import ANN_FILE
 
 RESULTS = Path(__file__).parent / "results"
 K = 10

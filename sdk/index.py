@@ -6,7 +6,7 @@ batch in flight; files are matched by size + mtime and confirmed by content hash
 photos are skipped and duplicates share a vector. The index is tied to one model: vectors of another
 model are never mixed in. Search is exact (numpy) over the vectors of a small library; from
 `ann_threshold` vectors on it goes through an approximate (ANN) index, a cache derived from the
-catalog and persisted beside it (see `_AnnIndex`).
+catalog and persisted beside it (sdk/ann.py; without faiss, search stays exact and says so once).
 
 Paths are stored as bytes (`os.fsencode`): file names that are not valid UTF-8 are common on real
 disks and SQLite text must be UTF-8.
@@ -14,19 +14,15 @@ disks and SQLite text must be UTF-8.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import math
 import os
 import sqlite3
-import tempfile
 import time
 import uuid
-import zlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +31,18 @@ from siglip2_sdk.core.embedding import DECODE_WORKERS
 from siglip2_sdk.core.errors import ImageLoadError, Siglip2Error
 from siglip2_sdk.core.preprocess import load_image
 
+from .ann import (
+    ANN_FILE,
+    AnnIndex,
+    Coverage,
+    build_from_catalog,
+    catalog_state,
+    catch_up,
+    faiss_available,
+    prune_deletion_log,
+    snapshot,
+    vectors_of,
+)
 from .encoder import Encoder
 
 CATALOG = "catalog.sqlite"
@@ -58,8 +66,6 @@ CREATE TABLE IF NOT EXISTS vector_deletions (
 CREATE TRIGGER IF NOT EXISTS log_vector_deletion AFTER DELETE ON vectors
 BEGIN INSERT INTO vector_deletions (vector_id) VALUES (old.id); END;
 """
-ANN_FILE = "ann.faiss"
-ANN_MAGIC = b"siglip2-sdk ann 1\n"
 DEFAULT_ANN_THRESHOLD = 20_000
 
 
@@ -101,139 +107,6 @@ def walk_images(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def _stack(rows: Sequence[tuple[int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, float32 matrix) from catalog rows of (id, vector blob)."""
-    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-    matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dim)
-    return ids, matrix
-
-
-@dataclass(frozen=True)
-class _Coverage:
-    """The catalog state an ANN index reflects; the ANN file's header, checked before every use."""
-
-    catalog_id: str  # the index folder it was built for: a file copied from another index is refused
-    model_id: str
-    dim: int
-    max_vector_id: int  # every vector up to this id ...
-    deletion_seq: int  # ... and every deletion logged up to this one are in the index
-    count: int
-    trained_on: int  # vectors the k-means of its inverted lists saw
-
-
-class _AnnIndex:
-    """An approximate nearest-neighbour index over the catalog's vectors: a cache, never the source of
-    truth. The catalog can always rebuild it, so any doubt about the file means a rebuild.
-
-    faiss IVF-Flat, chosen by measurement against usearch 2.26 and faiss's HNSW (50k clustered unit
-    vectors of 256 and 768 dims, 2 cores; faiss's own figures: benchmarks/results/ann_recall.md): k-means
-    plus adding 50k vectors takes ~10-20 s where usearch's HNSW took 30-90 s to build; adding a vector later
-    is a centroid lookup (~0.1 ms) instead of a graph insertion (~1-2 ms); removal is real (HNSW marks
-    tombstones, faiss's HNSW cannot remove at all); and it keeps float32 vectors, so scores are the exact
-    cosine similarities and recall@10 stayed at or above usearch's f16 HNSW at equal latency. The price is
-    a 19 MB wheel and a file as large as the vectors; usearch's i8 HNSW, the small option, lost >10 points
-    of recall. Lists scale with the library (~2·sqrt(n)); a query scans `_probe_count` of them.
-    """
-
-    def __init__(self, index, coverage: _Coverage):
-        self.index, self.coverage = index, coverage
-
-    @classmethod
-    def build(cls, ids: np.ndarray, matrix: np.ndarray, coverage: _Coverage) -> _AnnIndex:
-        import faiss  # only libraries above the threshold pay for the import
-
-        lists = _list_count(len(ids))
-        index = faiss.index_factory(coverage.dim, f"IVF{lists},Flat", faiss.METRIC_INNER_PRODUCT)
-        index.train(matrix)
-        index.add_with_ids(matrix, ids)
-        return cls(index, replace(coverage, count=len(ids), trained_on=len(ids)))
-
-    def update(self, removed: np.ndarray, added_ids: np.ndarray, added: np.ndarray, state: tuple[int, int]):
-        if len(removed):
-            self.index.remove_ids(removed)
-        if len(added_ids):
-            self.index.add_with_ids(added, added_ids)
-        self.coverage = replace(
-            self.coverage, max_vector_id=state[0], deletion_seq=state[1], count=self.index.ntotal
-        )
-
-    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(vector ids, scores) of up to k nearest vectors, best first."""
-        self.index.nprobe = _probe_count(self.index.nlist)
-        scores, ids = self.index.search(vector[None, :], k)
-        found = ids[0] >= 0
-        return ids[0][found], scores[0][found]
-
-    def save(self, path: Path) -> None:
-        """Write atomically (temp file, fsync, rename): a kill leaves the old file or the new one."""
-        import faiss
-
-        _remove_stray_temp_files(path)
-        payload = faiss.serialize_index(self.index)
-        header = {**asdict(self.coverage), "payload_bytes": int(payload.nbytes), "crc32": zlib.crc32(payload)}
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(ANN_MAGIC + json.dumps(header).encode() + b"\n")
-                f.write(memoryview(payload))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
-
-    @classmethod
-    def load(cls, path: Path, catalog_id: str, model_id: str, dim: int) -> _AnnIndex | None:
-        """The saved index, or None when it is missing, damaged, or another catalog's or model's."""
-        try:
-            with open(path, "rb") as f:
-                if f.read(len(ANN_MAGIC)) != ANN_MAGIC:
-                    return None
-                header = json.loads(f.readline(1 << 16))
-                coverage = _Coverage(**{name: header[name] for name in _Coverage.__dataclass_fields__})
-                payload = np.fromfile(f, dtype=np.uint8)
-        except (OSError, ValueError, KeyError, TypeError):  # unreadable, or a header that is not ours
-            return None
-        if (
-            (coverage.catalog_id, coverage.model_id, coverage.dim) != (catalog_id, model_id, dim)
-            or payload.nbytes != header.get("payload_bytes")
-            or zlib.crc32(payload) != header.get("crc32")
-        ):
-            return None
-        import faiss
-
-        try:
-            index = faiss.deserialize_index(payload)
-        except RuntimeError:
-            return None
-        if not isinstance(index, faiss.IndexIVF) or (index.d, index.ntotal) != (dim, coverage.count):
-            return None
-        return cls(index, coverage)
-
-
-def _list_count(vectors: int) -> int:
-    """Inverted lists: ~2·sqrt(n), and at least 39 training vectors each (below that faiss's k-means
-    warns that the centroids are poor)."""
-    return max(1, min(round(2 * math.sqrt(vectors)), vectors // 39))
-
-
-def _probe_count(lists: int) -> int:
-    """Lists a query scans: 1/8 of them, at least 32. Text queries sit apart from all photos (SigLIP's
-    modality gap), so their neighbours spread over more lists than a photo's: 16 probes gave recall@10
-    0.97 for them at 20k vectors, 32 gave 0.995 (benchmarks/ann_recall.py)."""
-    return min(lists, max(32, lists // 8))
-
-
-def _remove_stray_temp_files(path: Path, older_than_s: float = 3600.0) -> None:
-    """Temp files of saves that were killed midway; recent ones may belong to a save in progress."""
-    for stray in path.parent.glob(f"{path.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if time.time() - stray.stat().st_mtime > older_than_s:
-                stray.unlink()
-
-
 class PhotoIndex:
     def __init__(
         self,
@@ -246,9 +119,10 @@ class PhotoIndex:
         self.ann_threshold = ann_threshold
         self._matrix: np.ndarray | None = None  # vectors cached for exact search, dropped on every change
         self._vector_ids: np.ndarray | None = None
-        self._ann: _AnnIndex | None = None
-        self._ann_on_disk: _Coverage | None = None  # what the ANN file holds, when this process knows
+        self._ann: AnnIndex | None = None
+        self._ann_on_disk: Coverage | None = None  # what the ANN file holds, when this process knows
         self._counted: tuple[tuple[int, int], int] | None = None  # (catalog state, vectors)
+        self._faiss: bool | None = None  # whether faiss imports, once the library is large enough to ask
 
     @classmethod
     def open(
@@ -447,7 +321,7 @@ class PhotoIndex:
     def _vectors(self) -> tuple[np.ndarray, np.ndarray]:
         if self._matrix is None:
             rows = self.db.execute("SELECT id, vector FROM vectors ORDER BY id").fetchall()
-            self._vector_ids, self._matrix = _stack(rows, self.encoder.dim)
+            self._vector_ids, self._matrix = vectors_of(rows, self.encoder.dim)
         return self._vector_ids, self._matrix
 
     def tags(self, path: str | os.PathLike, labels: Sequence[str]) -> list[tuple[str, float]]:
@@ -523,83 +397,49 @@ class PhotoIndex:
     def _vector_count(self) -> int:
         """Vectors in the catalog, counted again only when its state moved: COUNT(*) reads a whole
         index (~15 ms at 100k vectors, more than an ANN query)."""
-        with self._snapshot():
-            state = self._catalog_state()
+        with snapshot(self.db):
+            state = catalog_state(self.db)
             if self._counted is None or self._counted[0] != state:
                 self._counted = (state, self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
         return self._counted[1]
 
     def _ann_applies(self, vectors: int, k: int = 1) -> bool:
         # A k that is a sizeable part of the library is cheaper, and complete, done exactly.
-        return self.ann_threshold is not None and vectors >= self.ann_threshold and k * 50 <= vectors
+        wanted = self.ann_threshold is not None and vectors >= self.ann_threshold and k * 50 <= vectors
+        return wanted and self._faiss_available(vectors)
 
-    @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """One read transaction: the queries inside see one state of the catalog, whatever other
-        processes commit meanwhile (WAL)."""
-        self.db.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self.db.commit()
-
-    def _catalog_state(self) -> tuple[int, int]:
-        """(highest vector id, last logged deletion): every insert or delete of a vector moves one."""
-        return self.db.execute(
-            "SELECT COALESCE((SELECT MAX(id) FROM vectors), 0), "
-            "COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'vector_deletions'), 0)"
-        ).fetchone()
+    def _faiss_available(self, vectors: int) -> bool:
+        """Whether faiss is there for the ANN index; the first time it is not, say so once."""
+        if self._faiss is None:
+            self._faiss = faiss_available()
+            if not self._faiss:
+                warnings.warn(
+                    f"index '{self.folder}' holds {vectors:,} vectors, at or above ann_threshold "
+                    f"{self.ann_threshold:,}, but faiss is not installed: searching exactly (slower on a "
+                    "large library); pip install 'siglip2-sdk[ann]' for approximate search",
+                    stacklevel=4,
+                )
+        return self._faiss
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def _caught_up_ann(self) -> _AnnIndex:
+    def _caught_up_ann(self) -> AnnIndex:
         """The ANN index as of the catalog now: loaded from its file and caught up, or rebuilt (and
         saved, since a rebuild is the expensive part) when the file is missing or cannot be trusted."""
         if self._ann is None:
-            self._ann = _AnnIndex.load(
+            self._ann = AnnIndex.load(
                 self.folder / ANN_FILE, self._meta("catalog_id"), self.encoder.model_id, self.encoder.dim
             )
             self._ann_on_disk = self._ann.coverage if self._ann is not None else None
-        if self._ann is not None and self._catch_up(self._ann):
+        if self._ann is not None and catch_up(self._ann, self.db):
             return self._ann
         return self._rebuild_ann()
 
-    def _catch_up(self, ann: _AnnIndex) -> bool:
-        """Apply the vectors added and deleted since the index's coverage; False when it cannot be
-        trusted (the deletion log it needs was pruned, or its count disagrees with the catalog)."""
-        coverage = ann.coverage
-        with self._snapshot():
-            state = self._catalog_state()
-            if state == (coverage.max_vector_id, coverage.deletion_seq):
-                return True
-            if coverage.deletion_seq < int(self._meta("vector_deletions_pruned") or 0):
-                return False
-            since = (coverage.deletion_seq,)
-            removed = self.db.execute(
-                "SELECT DISTINCT vector_id FROM vector_deletions WHERE seq > ?", since
-            ).fetchall()
-            # A deleted id can come back for new content (SQLite reuses the highest rowid).
-            added = self.db.execute(
-                "SELECT id, vector FROM vectors WHERE id > ? OR id IN "
-                "(SELECT vector_id FROM vector_deletions WHERE seq > ?) ORDER BY id",
-                (coverage.max_vector_id, *since),
-            ).fetchall()
-            count = self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
-        ann.update(np.array([row[0] for row in removed], dtype=np.int64), *_stack(added, coverage.dim), state)
-        return ann.coverage.count == count
-
-    def _rebuild_ann(self) -> _AnnIndex:
-        with self._snapshot():
-            state = self._catalog_state()
-            ids, matrix = _stack(
-                self.db.execute("SELECT id, vector FROM vectors ORDER BY id").fetchall(), self.encoder.dim
-            )
-        coverage = _Coverage(
-            self._meta("catalog_id"), self.encoder.model_id, self.encoder.dim, *state, len(ids), len(ids)
-        )
-        self._ann = _AnnIndex.build(ids, matrix, coverage)
+    def _rebuild_ann(self) -> AnnIndex:
+        model = self.encoder
+        self._ann = build_from_catalog(self.db, self._meta("catalog_id"), model.model_id, model.dim)
         self._save_ann()
         return self._ann
 
@@ -608,13 +448,7 @@ class PhotoIndex:
         coverage = self._ann.coverage
         self._ann.save(self.folder / ANN_FILE)
         self._ann_on_disk = coverage
-        with self.db:  # the high-water mark only rises: an older file below it is never trusted again
-            self.db.execute(
-                "INSERT INTO meta VALUES ('vector_deletions_pruned', ?) ON CONFLICT(key) DO UPDATE SET "
-                "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
-                (str(coverage.deletion_seq),),
-            )
-            self.db.execute("DELETE FROM vector_deletions WHERE seq <= ?", (coverage.deletion_seq,))
+        prune_deletion_log(self.db, coverage.deletion_seq)
 
     def _refresh_ann(self) -> None:
         """After an add: bring the ANN file up to date, rebuilt when the library has grown or shrunk

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +17,8 @@ import pytest
 from PIL import Image
 
 from siglip2_sdk import Encoder, PhotoIndex
+from siglip2_sdk.ann import ANN_FILE, AnnIndex
 from siglip2_sdk.core.errors import Siglip2Error
-from siglip2_sdk.index import ANN_FILE, _AnnIndex
 
 from fixtures import tiny_checkpoint
 
@@ -77,7 +79,7 @@ def saved_coverage(folder: Path, model=SyntheticModel()):
     """What the ANN file in `folder` says it covers; None when the index would not trust it."""
     with sqlite3.connect(folder / "catalog.sqlite") as db:
         catalog_id = db.execute("SELECT value FROM meta WHERE key = 'catalog_id'").fetchone()[0]
-    ann = _AnnIndex.load(folder / ANN_FILE, catalog_id, model.model_id, model.dim)
+    ann = AnnIndex.load(folder / ANN_FILE, catalog_id, model.model_id, model.dim)
     return None if ann is None else ann.coverage
 
 
@@ -85,8 +87,8 @@ def saved_coverage(folder: Path, model=SyntheticModel()):
 def ann_searches(monkeypatch):
     """Counts the searches answered by the ANN index (the rest were exact)."""
     calls = []
-    real = _AnnIndex.search
-    monkeypatch.setattr(_AnnIndex, "search", lambda self, v, k: calls.append(k) or real(self, v, k))
+    real = AnnIndex.search
+    monkeypatch.setattr(AnnIndex, "search", lambda self, v, k: calls.append(k) or real(self, v, k))
     return calls
 
 
@@ -294,3 +296,37 @@ def test_photos_added_with_a_model_are_found_through_the_ann_index(tmp_path, ann
         assert index.search(photos / "new.png", k=1)[0].path.endswith("new.png")
         assert len(index.search("a red square", k=5)) == 5  # k is a tenth of the library: exact
     assert len(ann_searches) == 2
+
+
+# faiss is the `ann` extra: without it a large library is searched exactly, with one warning that
+# says how to get approximate search.
+
+
+@pytest.fixture
+def no_faiss(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # what an absent package gives: ImportError
+
+
+def test_a_large_library_without_faiss_is_searched_exactly_with_one_warning(tmp_path, no_faiss):
+    vectors = clustered(300, seed=1)
+    index = PhotoIndex.open(tmp_path, SyntheticModel(), ann_threshold=100)
+    put(index, vectors, 0)
+    with pytest.warns(UserWarning, match=r"faiss is not installed.*siglip2-sdk\[ann\]"):
+        refresh(index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per index, not on every search
+        hits = index.search_by_vector(vectors[7], k=5)
+    exact = index.search_by_vector(vectors[7], k=5, exact=True)
+    assert hits == exact and hits[0].path == "/photos/00007.jpg"
+    assert not (tmp_path / ANN_FILE).exists()
+    index.close()
+
+
+def test_a_small_library_never_asks_for_faiss(tmp_path, no_faiss):
+    index = PhotoIndex.open(tmp_path, SyntheticModel(), ann_threshold=100)
+    put(index, clustered(50, seed=2), 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        refresh(index)
+        assert len(index.search_by_vector(np.ones(32, np.float32) / np.sqrt(32), k=3)) == 3
+    index.close()

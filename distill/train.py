@@ -311,16 +311,22 @@ def train_step(
     procs: Processes,
 ) -> dict:
     """Select (if asked), then forward/backward on the selected examples, in `config.accumulate`
-    micro-batches cut along the selection's chunks. Returns metrics."""
+    micro-batches cut along the selection's chunks. Returns metrics.
+
+    Losses are computed in the model's own dtype: float32 in training (bf16 autocast covers only the
+    towers on GPUs), float64 when a check wants one- and multi-process gradients without float32's
+    summation-order rounding (tests/ddp_gradients.py)."""
+    dtype = model.logit_scale.dtype
     pixels = model_input(batch.pixels.to(procs.device, non_blocking=True), model.image_preprocessing)
+    pixels = pixels.to(dtype)
     input_ids = batch.input_ids.to(procs.device, non_blocking=True)
     teacher_image = teacher_text = None
     if teacher is not None:
         teacher_image, teacher_text = (
-            t.to(procs.device) for t in teacher.lookup(batch.keys, batch.languages)
+            t.to(procs.device, dtype) for t in teacher.lookup(batch.keys, batch.languages)
         )
-        teacher_t = torch.tensor(teacher.info.logit_scale, device=procs.device)
-        teacher_b = torch.tensor(teacher.info.logit_bias, device=procs.device)
+        teacher_t = torch.tensor(teacher.info.logit_scale, device=procs.device, dtype=dtype)
+        teacher_b = torch.tensor(teacher.info.logit_bias, device=procs.device, dtype=dtype)
 
     metrics = {}
     if config.select == "none":
@@ -359,7 +365,7 @@ def train_step(
         with syncing:
             with autocast:
                 local_image, local_text = towers(pixels[mine], input_ids[mine])
-            image, text = gather(local_image.float(), procs), gather(local_text.float(), procs)
+            image, text = gather(local_image.to(dtype), procs), gather(local_text.to(dtype), procs)
             t, b = temperature_and_bias(model, procs)
             loss = sigmoid_loss(image, text, t, b)
             if config.kd_weight and teacher is not None:

@@ -301,7 +301,8 @@ def run_gradient_probe(workspace, tmp_path, processes: int, port: int, **overrid
     config_file.write_text(json.dumps(dataclasses.asdict(settings)))
     out = tmp_path / f"gradients-{processes}.safetensors"
     launcher = [sys.executable] if processes == 1 else torchrun_command(port)
-    probe = [*launcher, str(Path(__file__).with_name("ddp_gradients.py")), str(config_file), str(out)]
+    script = Path(__file__).with_name("ddp_gradients.py")
+    probe = [*launcher, str(script), str(config_file), str(out), "float64"]
     done = subprocess.run(probe, **RUN)
     assert done.returncode == 0, done.stderr[-3000:]
     with safe_open(out, framework="pt") as file:
@@ -310,21 +311,17 @@ def run_gradient_probe(workspace, tmp_path, processes: int, port: int, **overrid
 
 def test_two_process_gradients_match_one_process_with_kd_and_accumulation(workspace, tmp_path):
     """Gradients before the optimizer, t and b included: DDP's average must be the one-process
-    gradient (AdamW's scale invariance would hide a factor W in the weights)."""
+    gradient (AdamW's scale invariance would hide a factor W in the weights). In float64, so that
+    what could differ is the algorithm, not float32's summation order."""
     settings = dict(kd_weight=1.0, accumulate=2, batch_size=8, chunks=4)
     one = run_gradient_probe(workspace, tmp_path, 1, port=0, **settings)
     two = run_gradient_probe(workspace, tmp_path, 2, port=29535, **settings)
     assert json.loads(two["meta"]["collectives"]), "the two-process step made no collective"
-    for name in ("logit_scale", "logit_bias"):
-        assert one[name].abs().item() > 1e-4, f"{name} got no gradient"
-        torch.testing.assert_close(two[name], one[name], atol=1e-6, rtol=0)
-    # 1e-6 of each tensor's largest gradient, and absolute below 1: float32 itself spaces values
-    # near 128 (which the tiny random model's head biases reach) 1.5e-5 apart.
     names = [name for name in one if name != "meta"]
-    scale = {name: max(1.0, one[name].abs().max().item()) for name in names}
-    worst = max((one[name] - two[name]).abs().max().item() / scale[name] for name in names)
-    assert worst < 1e-6, f"gradients differ by up to {worst} of their scale"
+    assert one["logit_scale"].abs().item() > 1e-4 and one["logit_bias"].abs().item() > 1e-4
     assert max(one[name].abs().max().item() for name in names) > 1e-3
+    worst = {name: (one[name] - two[name]).abs().max().item() for name in names}
+    assert max(worst.values()) < 1e-6, sorted(worst.items(), key=lambda item: -item[1])[:3]
 
 
 def test_accumulated_micro_batches_give_the_same_kind_of_step(workspace, tmp_path):

@@ -71,7 +71,7 @@ class Block(nn.Module):
         return x + self.mlp(self.layer_norm2(x))
 
 
-class Encoder(nn.Module):
+class TransformerStack(nn.Module):
     def __init__(self, cfg: VisionConfig | TextConfig):
         super().__init__()
         self.layers = nn.ModuleList(
@@ -117,7 +117,7 @@ class VisionTower(nn.Module):
         super().__init__()
         self.config = cfg
         self.embeddings = PatchEmbeddings(cfg)
-        self.encoder = Encoder(cfg)
+        self.encoder = TransformerStack(cfg)
         self.post_layernorm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.head = MAPHead(cfg)
 
@@ -142,7 +142,7 @@ class TextTower(nn.Module):
         super().__init__()
         self.config = cfg
         self.embeddings = TokenEmbeddings(cfg)
-        self.encoder = Encoder(cfg)
+        self.encoder = TransformerStack(cfg)
         self.final_layer_norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.head = nn.Linear(cfg.width, cfg.embed_dim)
 

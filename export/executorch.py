@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .lowering import INT8_MODULES, Calibration, Lowered, Towers
+from .lowering import INT8_MODULES, Calibration, ExportTowers, Lowered
 
 FILES = {"image_model": "image.pte", "text_model": "text.pte"}
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -70,7 +70,7 @@ class HalfTower(torch.nn.Module):
         return F.normalize(self.tower(inputs).float(), dim=-1)
 
 
-def lower(towers: Towers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
+def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
     """image.pte and text.pte in `folder`, batch axis dynamic up to MAX_BATCH."""
     image, text = towers.image, towers.text
     if precision == "fp16":

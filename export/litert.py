@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .lowering import Calibration, Lowered, Towers
+from .lowering import Calibration, ExportTowers, Lowered
 
 FILES = {"image_model": "image.tflite", "text_model": "text.tflite"}
 PRECISIONS = ("fp32", "int8", "int8-static")
@@ -42,7 +42,7 @@ STATIC_SCHEME = (
 )
 
 
-def lower(towers: Towers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
+def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
     """image.tflite and text.tflite in `folder`, both taking batches of exactly BATCH_SIZE."""
     pixels, ids = towers.example_pixels(BATCH_SIZE), towers.example_ids(BATCH_SIZE)
     image_path, text_path = folder / FILES["image_model"], folder / FILES["text_model"]

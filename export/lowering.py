@@ -20,7 +20,7 @@ from siglip2_sdk.core.model import MLP, Block, ImageEncoder, SiglipModel, TextEn
 
 
 @dataclass
-class Towers:
+class ExportTowers:
     """The two modules a bundle's files run, with the shapes of their inputs."""
 
     image: torch.nn.Module  # float32 (N, 3, H, W) in [-1, 1] -> (N, D) L2-normalized
@@ -29,7 +29,7 @@ class Towers:
     context_length: int
 
     @classmethod
-    def of(cls, model: SiglipModel, text: torch.nn.Module | None = None) -> Towers:
+    def of(cls, model: SiglipModel, text: torch.nn.Module | None = None) -> ExportTowers:
         """The model's own towers; `text` replaces the text tower (e.g. with a pruned vocabulary)."""
         return cls(
             image=ImageEncoder(model).eval(),

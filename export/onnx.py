@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 import torch
 
-from .lowering import INT8_MODULES, Calibration, Lowered, Towers
+from .lowering import INT8_MODULES, Calibration, ExportTowers, Lowered
 
 OPSET = 18
 FILES = {"image_model": "image.onnx", "text_model": "text.onnx"}
@@ -74,7 +74,7 @@ def _export(
     program.save(str(path))
 
 
-def lower(towers: Towers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
+def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
     """image.onnx and text.onnx in `folder`, both with a dynamic batch axis."""
     export_fp32(towers, folder)
     if precision != "fp32":
@@ -86,7 +86,7 @@ def lower(towers: Towers, precision: str, folder: Path, calibration: Calibration
     return Lowered(files=dict(FILES), quantization=SCHEMES[precision], precision=precision.split("-")[0])
 
 
-def export_fp32(towers: Towers, folder: Path) -> None:
+def export_fp32(towers: ExportTowers, folder: Path) -> None:
     with torch.no_grad():
         _export(
             towers.image,

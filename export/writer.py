@@ -22,7 +22,7 @@ from siglip2_sdk.core.version import __version__
 from siglip2_sdk.runtimes import open_backend
 
 from . import executorch, litert, onnx
-from .lowering import Calibration, Towers, quiet_lowering
+from .lowering import Calibration, ExportTowers, quiet_lowering
 from .parity import Thresholds, failures, measure
 from .vocab import KeptVocabulary, PrunedTextEncoder
 
@@ -101,7 +101,7 @@ def export_bundle(
     try:
         text_tower = PrunedTextEncoder(model, vocabulary) if vocabulary else None
         with quiet_lowering():
-            lowered = lowering.lower(Towers.of(model, text=text_tower), precision, staging, calibration)
+            lowered = lowering.lower(ExportTowers.of(model, text=text_tower), precision, staging, calibration)
         shutil.copyfile(tokenizer_file, staging / "tokenizer.json")
         files = {**lowered.files, "tokenizer": "tokenizer.json"}
         manifest = Manifest(

@@ -1,7 +1,7 @@
 """The demo's jobs that run in worker processes, each on one thread: exporting the student to each
 bundle, and measuring each model on the test split. Exporters are mostly single-threaded Python
 (graph capture, lowering, conversion) and a demo-sized model does not fill a second core while it is
-evaluated, so two jobs at a time roughly halve both steps (figures: benchmarks/results/lab_timings.md).
+evaluated, so two jobs at a time roughly halve both steps (benchmarks/results/design_choices.md).
 """
 
 from __future__ import annotations

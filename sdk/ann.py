@@ -50,14 +50,13 @@ class AnnIndex:
     """An approximate nearest-neighbour index over the catalog's vectors: a cache, never the source of
     truth. The catalog can always rebuild it, so any doubt about the file means a rebuild.
 
-    faiss IVF-Flat, chosen by measurement against usearch 2.26 and faiss's HNSW (50k clustered unit
-    vectors of 256 and 768 dims, 2 cores; faiss's own figures: benchmarks/results/ann_recall.md): k-means
-    plus adding 50k vectors takes ~10-20 s where usearch's HNSW took 30-90 s to build; adding a vector later
-    is a centroid lookup (~0.1 ms) instead of a graph insertion (~1-2 ms); removal is real (HNSW marks
+    faiss IVF-Flat, chosen by measurement against usearch and faiss's HNSW (the figures:
+    benchmarks/results/design_choices.md): it builds several times faster than an HNSW graph; adding a
+    vector later is a centroid lookup instead of a graph insertion; removal is real (HNSW marks
     tombstones, faiss's HNSW cannot remove at all); and it keeps float32 vectors, so scores are the exact
     cosine similarities and recall@10 stayed at or above usearch's f16 HNSW at equal latency. The price is
-    a 19 MB wheel and a file as large as the vectors; usearch's i8 HNSW, the small option, lost >10 points
-    of recall. Lists scale with the library (~2·sqrt(n)); a query scans `_probe_count` of them.
+    a 19 MB wheel and a file as large as the vectors; usearch's i8 HNSW, the small option, lost recall.
+    Lists scale with the library (~2·sqrt(n)); a query scans `_probe_count` of them.
     """
 
     def __init__(self, index, coverage: Coverage):
@@ -146,8 +145,8 @@ def _list_count(vectors: int) -> int:
 
 def _probe_count(lists: int) -> int:
     """Lists a query scans: 1/8 of them, at least 32. Text queries sit apart from all photos (SigLIP's
-    modality gap), so their neighbours spread over more lists than a photo's: 16 probes gave recall@10
-    0.97 for them at 20k vectors, 32 gave 0.995 (benchmarks/ann_recall.py)."""
+    modality gap), so their neighbours spread over more lists than a photo's and need more probes to
+    be found (how many: benchmarks/results/design_choices.md)."""
     return min(lists, max(32, lists // 8))
 
 

@@ -396,7 +396,7 @@ class PhotoIndex:
 
     def _vector_count(self) -> int:
         """Vectors in the catalog, counted again only when its state moved: COUNT(*) reads a whole
-        index (~15 ms at 100k vectors, more than an ANN query)."""
+        index, more than an ANN query costs on a large library (benchmarks/results/design_choices.md)."""
         with snapshot(self.db):
             state = catalog_state(self.db)
             if self._counted is None or self._counted[0] != state:

@@ -1,6 +1,6 @@
-"""What every stage shares: model definition, checkpoint I/O, tokenizer, image preprocessing, bundle
-manifest.
+"""What every stage shares: model shapes and FLOPs, the torch model, checkpoint I/O, tokenizer, image
+preprocessing, bundle manifest, shards, batched embedding, the evaluation harness, worker pools and
+the version. It imports no stage.
 
-Importing this package (and its torch-free modules: config, errors, tokenizer, preprocess, bundle,
-hub, assets) never imports torch; `model` and `checkpoint` do.
+Every module here but `model` and `checkpoint` is torch-free (tests/test_layout.py checks it).
 """

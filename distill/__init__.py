@@ -1,4 +1,4 @@
-"""Distillation stage: teacher embedding cache, ACID/ACED selection and losses, training loop.
+"""Distillation stage: teacher embedding cache, ACID/ACED selection and losses, training loop, recipes.
 
 Built on `siglip2_sdk.core` only.
 """

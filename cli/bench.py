@@ -6,19 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import progress
+from .common import add_command, progress
 
 
 def add_commands(commands) -> None:
-    bench = commands.add_parser(
-        "bench",
-        help="speed, size, memory and accuracy of bundles against transformers and the float model",
-        description="Measure bundles in one run: image and text tower latency at batch 1 (median, p90) and "
-        "throughput at --batch-size, interleaved across models; load time and peak RSS (a fresh process per "
-        "model); size; achieved GFLOP/s against the CPU's peak; embedding cosine, zero-shot accuracy and "
-        "text->image R@1 against the float checkpoint on the test split; PhotoIndex.add end to end. Writes "
-        "report.json, report.md and PNG plots into --out.",
-    )
+    bench = add_command(commands, "bench", run_bench)
     bench.add_argument("bundles", nargs="*", type=Path, metavar="BUNDLE", help="bundle folders to measure")
     bench.add_argument(
         "--checkpoint", required=True, help="the float checkpoint the bundles come from (reference, baseline)"
@@ -51,10 +43,17 @@ def add_commands(commands) -> None:
         "one thread; timing stays in one process (default: 1)",
     )
     bench.add_argument("--out", type=Path, default=Path("artifacts/bench"), help="report folder")
-    bench.set_defaults(run=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    """speed, size, memory and accuracy of bundles against transformers and the float model
+
+    Measure bundles in one run: image and text tower latency at batch 1 (median, p90) and throughput at
+    --batch-size, interleaved across models; load time and peak RSS (a fresh process per model); size;
+    achieved GFLOP/s against the CPU's peak; embedding cosine, zero-shot accuracy and text->image R@1
+    against the float checkpoint on the test split; PhotoIndex.add end to end. Writes report.json,
+    report.md and PNG plots into --out.
+    """
     from siglip2_sdk.bench import BenchSettings
     from siglip2_sdk.bench import run_bench as measure
 

@@ -1,10 +1,12 @@
-"""What every command module shares: the parser class (exit status 2 and a hint on a usage error) and
-the progress bar long work shows."""
+"""What every command module shares: the parser class (exit status 2 and a hint on a usage error), how
+a subcommand is added, and the progress bar long work shows."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
+from collections.abc import Callable
 
 USER_ERROR = 2
 
@@ -15,6 +17,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.print_usage(sys.stderr)
         self.exit(USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_command(commands, name: str, run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """The subcommand `name`, run by `run`, whose docstring is its help: the first line is what
+    `siglip2-sdk --help` lists, the rest the description `siglip2-sdk NAME --help` shows."""
+    first, _, rest = inspect.getdoc(run).partition("\n")
+    parser = commands.add_parser(name, help=first, description=" ".join(rest.split()) or None)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def progress(iterable, description: str, total: int | None = None):

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from siglip2_sdk.core.errors import Siglip2Error
 
-from .common import progress
+from .common import add_command, progress
 from .demo_jobs import evaluations, exports, test_examples
 
 MODEL_ID = "siglip2-demo-student"
@@ -50,25 +50,24 @@ QUERY_LANGUAGES = ("en", "de", "fr", "es", "ja", "zh", "ru", "ar")
 
 
 def add_commands(commands) -> None:
-    demo = commands.add_parser(
-        "demo",
-        help="run the main job on its embedded default (what `make demo` runs)",
-        description="The whole mission offline on 2 cores: build the demo corpus, train the demo teacher "
-        "(once), distill an ACID student from it, export it to ONNX, TFLite and ExecuTorch in fp32 and int8 "
-        "through the parity gate, evaluate teacher, student and every bundle on the test split, index the "
-        "test photos and search them in several languages, then print one summary table. Each step is "
-        "skipped when its artifact is already in --out, so a second run takes a minute or two.",
-    )
+    demo = add_command(commands, "demo", run_demo_command)
     demo.add_argument(
         "--out", type=Path, default=Path("artifacts"), help="where artifacts go (default: artifacts)"
     )
     demo.add_argument(
         "--steps", type=int, default=None, help="student distillation steps (default: the demo recipe's)"
     )
-    demo.set_defaults(run=run_demo_command)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
+    """run the main job on its embedded default (what `make demo` runs)
+
+    The whole mission offline on 2 cores: build the demo corpus, train the demo teacher (once), distill
+    an ACID student from it, export it to ONNX, TFLite and ExecuTorch in fp32 and int8 through the
+    parity gate, evaluate teacher, student and every bundle on the test split, index the test photos and
+    search them in several languages, then print one summary table. Each step is skipped when its
+    artifact is already in --out, so a second run takes a minute or two.
+    """
     if args.steps is not None and args.steps < 1:
         raise Siglip2Error(f"--steps must be at least 1, got {args.steps}")
     run_demo(args.out, steps=args.steps)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from siglip2_sdk.core.errors import Siglip2Error
 
-from .common import progress
+from .common import add_command, progress
 
 DEMO_TRAIN = "artifacts/data/train-*.tar"
 TRAINING = {
@@ -46,13 +46,7 @@ def add_commands(commands, command: str | None = None) -> None:
     """The stage's subcommands. Their training flags are read from TrainConfig, whose module imports
     torch, so they are built only when `command` (the one on the command line) is distill or pretrain:
     the other commands, `--help` included, start without torch."""
-    teacher_embed = commands.add_parser(
-        "teacher-embed",
-        help="compute a teacher's embeddings of a dataset once (the distillation cache)",
-        description="Run the teacher once over the data and store its image and caption embeddings (fp16, "
-        "every caption language) with its t and b. Resumable: a killed run continues where it stopped. "
-        "Under torchrun each rank embeds its own shards.",
-    )
+    teacher_embed = add_command(commands, "teacher-embed", run_teacher_embed)
     teacher_embed.add_argument(
         "--teacher", required=True, help="g16, so400m14, so400m16, an HF id, a folder, or demo"
     )
@@ -63,7 +57,6 @@ def add_commands(commands, command: str | None = None) -> None:
         "--out", type=Path, default=None, help="cache folder (default: in the siglip2-sdk cache)"
     )
     teacher_embed.add_argument("--batch-size", type=int, default=64)
-    teacher_embed.set_defaults(run=run_teacher_embed)
 
     for name, texts in TRAINING.items():
         parser = commands.add_parser(name, **texts)
@@ -139,6 +132,12 @@ def with_config_file(argv: list[str], at: int, parser: argparse.ArgumentParser) 
 
 
 def run_teacher_embed(args: argparse.Namespace) -> int:
+    """compute a teacher's embeddings of a dataset once (the distillation cache)
+
+    Run the teacher once over the data and store its image and caption embeddings (fp16, every caption
+    language) with its t and b. Resumable: a killed run continues where it stopped. Under torchrun each
+    rank embeds its own shards.
+    """
     from siglip2_sdk.distill.recipes import ensure_teacher_cache, resolve_teacher
 
     teacher = resolve_teacher(args.teacher, args.data, None, progress, print)

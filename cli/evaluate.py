@@ -11,14 +11,11 @@ from rich.table import Table
 
 from siglip2_sdk.core.errors import Siglip2Error
 
+from .common import add_command
+
 
 def add_commands(commands) -> None:
-    evaluate = commands.add_parser(
-        "eval",
-        help="zero-shot and retrieval metrics of a model on a corpus split",
-        description="Measure a checkpoint (or bundle) on a corpus split: zero-shot top-1/top-5 per label set "
-        "and text->image / image->text Recall@1/5/10 per caption language and over all languages.",
-    )
+    evaluate = add_command(commands, "eval", run_eval)
     evaluate.add_argument("model", help="checkpoint folder, HF id or alias, or bundle folder")
     evaluate.add_argument("--data", type=Path, default=Path("artifacts/data"), help="corpus folder")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -29,10 +26,14 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--limit", type=int, default=None, help="evaluate the first N examples only")
     evaluate.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the full results as JSON here")
-    evaluate.set_defaults(run=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """zero-shot and retrieval metrics of a model on a corpus split
+
+    Measure a checkpoint (or bundle) on a corpus split: zero-shot top-1/top-5 per label set and
+    text->image / image->text Recall@1/5/10 per caption language and over all languages.
+    """
     from itertools import islice
 
     from siglip2_sdk.core.evaluate import evaluate

@@ -11,16 +11,11 @@ from rich.table import Table
 
 from siglip2_sdk.core.errors import Siglip2Error
 
+from .common import add_command
+
 
 def add_commands(commands) -> None:
-    export = commands.add_parser(
-        "export",
-        help="quantize and lower a checkpoint into bundles, each checked against the float model",
-        description="Write one bundle per runtime x precision (towers, tokenizer, manifest.json with "
-        "sha256 of every file). Each bundle is run on its own runtime on held-out real images and captions "
-        "and compared with the float checkpoint (embedding cosine, top-1 retrieval agreement); below the "
-        "thresholds the bundle is kept but marked failed and the command exits 1.",
-    )
+    export = add_command(commands, "export", run_export)
     export.add_argument("checkpoint", help="checkpoint folder, HF id or alias")
     export.add_argument(
         "--to",
@@ -61,7 +56,6 @@ def add_commands(commands) -> None:
         "set read as <unk>, so other text still runs, degraded: add en to a non-Latin language for the "
         "Latin words its text mixes in. The gate checks captions in LANGS",
     )
-    export.set_defaults(run=run_export)
 
 
 def _model_id(checkpoint: str) -> str:
@@ -75,6 +69,13 @@ def _model_id(checkpoint: str) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """quantize and lower a checkpoint into bundles, each checked against the float model
+
+    Write one bundle per runtime x precision (towers, tokenizer, manifest.json with sha256 of every
+    file). Each bundle is run on its own runtime on held-out real images and captions and compared with
+    the float checkpoint (embedding cosine, top-1 retrieval agreement); below the thresholds the bundle
+    is kept but marked failed and the command exits 1.
+    """
     from siglip2_sdk.core.checkpoint import load_checkpoint
     from siglip2_sdk.core.tokenizer import Tokenizer
     from siglip2_sdk.export.parity import Thresholds

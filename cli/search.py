@@ -12,40 +12,34 @@ from rich.table import Table
 
 from siglip2_sdk.core.errors import Siglip2Error
 
-from .common import progress
+from .common import add_command, progress
 
 
 def add_commands(commands) -> None:
-    index = commands.add_parser(
-        "index",
-        help="index a folder of photos for offline search",
-        description="Embed every image under PHOTOS into an index folder (SQLite catalog + vectors). "
-        "Incremental: unchanged files are skipped, changed ones re-embedded, deleted ones forgotten, "
-        "identical files share one vector. A crash loses at most the batch in flight; bad files are "
-        "recorded with their reason and indexing goes on.",
-    )
+    index = add_command(commands, "index", run_index)
     index.add_argument("photos", nargs="+", type=Path, help="folders and/or image files")
     index.add_argument("--bundle", required=True, help="bundle folder (or a checkpoint, run on torch)")
     index.add_argument("--runtime", default=None, help="runtime (default: the bundle's own)")
     index.add_argument("--index", type=Path, required=True, help="index folder (created if missing)")
     index.add_argument("--batch-size", type=int, default=32)
-    index.set_defaults(run=run_index)
 
-    search = commands.add_parser(
-        "search",
-        help="search an index by text (or by an example image)",
-        description="Print the photos closest to a text query, with cosine scores.",
-    )
+    search = add_command(commands, "search", run_search)
     search.add_argument("query", nargs="?", default=None, help="text query (omit with --image)")
     search.add_argument("--image", type=Path, default=None, help="search by this image instead of text")
     search.add_argument("--index", type=Path, required=True, help="index folder made by `siglip2-sdk index`")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.add_argument("--html", type=Path, default=None, help="also write a contact sheet of the hits here")
-    search.set_defaults(run=run_search)
 
 
 def run_index(args: argparse.Namespace) -> int:
+    """index a folder of photos for offline search
+
+    Embed every image under PHOTOS into an index folder (SQLite catalog + vectors). Incremental:
+    unchanged files are skipped, changed ones re-embedded, deleted ones forgotten, identical files share
+    one vector. A crash loses at most the batch in flight; bad files are recorded with their reason and
+    indexing goes on.
+    """
     from siglip2_sdk.encoder import Encoder
     from siglip2_sdk.index import PhotoIndex
 
@@ -89,6 +83,10 @@ def contact_sheet(query: str, hits) -> str:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    """search an index by text (or by an example image)
+
+    Print the photos closest to a text query, with cosine scores.
+    """
     from siglip2_sdk.encoder import Encoder
     from siglip2_sdk.index import PhotoIndex
 

@@ -1,4 +1,5 @@
-"""`PhotoIndex`: an offline, incremental, crash-safe photo search index.
+"""`PhotoIndex`: an offline, incremental, crash-safe photo search index. One concern, the catalog and
+search over it; the approximate-search cache it keeps is sdk/ann.py.
 
 A SQLite catalog (WAL) holds every file seen (path, size, mtime, content hash, status, error) and one
 vector per distinct content. Each batch is committed in one transaction, so a crash loses at most the

@@ -51,6 +51,7 @@ HELP = {
     "save_every": "steps between resumable checkpoints",
     "threads": "image decoding threads per process",
     "prefetch": "read the next super-batch during the step (default: on GPUs only)",
+    "jpeg_draft": "decode large JPEGs at reduced scale (faster; pixels differ slightly)",
     "decoded_images_mb": "decoded images kept for the next epochs, per process (default: 512)",
     "kept_shards_mb": "shards kept in memory for all epochs, per process (default: 1024)",
 }

@@ -40,7 +40,8 @@ ALLOWED = {
 ENTRY_POINTS = {"sdk/__main__.py": "cli"}
 # What `pip install siglip2-sdk[onnx]` (or [tflite]) runs: these modules and everything they import at
 # module level must not import torch. The torch loader (core.checkpoint), the model (core.model) and the
-# torch and ExecuTorch runtimes are imported lazily, where a checkpoint or an ExecuTorch bundle is used.
+# torch and ExecuTorch runtimes are imported lazily, where a checkpoint or an ExecuTorch bundle is used;
+# the command line starts without torch too (`siglip2-sdk index` and `search` run on such an install).
 TORCH_CORE = ("model", "checkpoint")
 TORCH_FREE = [
     *(f"core/{p.name}" for p in sorted((REPO / "core").glob("*.py")) if p.stem not in TORCH_CORE),
@@ -48,7 +49,8 @@ TORCH_FREE = [
     "runtimes/base.py",
     "runtimes/onnxruntime_runtime.py",
     "runtimes/litert_runtime.py",
-    *(f"sdk/{p.name}" for p in sorted((REPO / "sdk").glob("*.py")) if p.name != "__main__.py"),
+    *(f"sdk/{p.name}" for p in sorted((REPO / "sdk").glob("*.py"))),
+    *(f"cli/{p.name}" for p in sorted((REPO / "cli").glob("*.py"))),
 ]
 TORCH = ("torch", "transformers", "torchao", "executorch")
 

@@ -92,7 +92,7 @@ def add_training_flags(parser: argparse.ArgumentParser, command: str) -> None:
         type=Path,
         metavar="FILE",
         help="a run's settings as JSON (field names as in OUT/config.json, which it may be), read as if "
-        "given first on the command line; flags given after them win; fields the recipe sets are ignored",
+        "given first on the command line (the flags typed win); fields the recipe sets are ignored",
     )
 
 

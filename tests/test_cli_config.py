@@ -46,3 +46,15 @@ def test_starting_from_a_checkpoint_fine_tunes_unless_told_otherwise():
 def test_python_callers_get_the_same_checks():
     with pytest.raises(Siglip2Error, match="--filter-ratio must be in"):
         training_settings(filter_ratio=1.0)
+
+
+def test_a_runs_own_config_json_is_accepted(tmp_path, capsys):
+    from dataclasses import asdict
+
+    from siglip2_sdk.distill.train import TrainConfig
+
+    written = asdict(TrainConfig(data="shards/*.tar", out=str(tmp_path), tokenizer="tokenizer.json", steps=0))
+    config = config_file(tmp_path, written)  # what a run writes as OUT/config.json
+    for command in (["distill", "--teacher", "demo"], ["pretrain"]):
+        assert main([*command, "--config", config]) == 2
+        assert "--steps must be at least 1, got 0" in capsys.readouterr().err

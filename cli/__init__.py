@@ -22,9 +22,8 @@ from .common import USER_ERROR, Parser
 STAGES = (info, data, evaluate, distill, export, search, bench, demo)
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser; `command` (the one on the command line) tells a stage whose flags are costly
-    to build which of its commands is wanted."""
+def build_parser() -> argparse.ArgumentParser:
+    """The whole parser: every stage's commands with their flags."""
     parser = Parser(
         prog="siglip2-sdk",
         description="SigLIP 2 from the data center to the phone: distill a compact student from a large "
@@ -33,10 +32,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"siglip2-sdk {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for stage in STAGES:
-        if stage is distill:
-            stage.add_commands(commands, command)
-        else:
-            stage.add_commands(commands)
+        stage.add_commands(commands)
     return parser
 
 
@@ -44,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
     command = argv[at] if at is not None else None
-    parser = build_parser(command)
+    parser = build_parser()
     try:
         if command in distill.TRAINING:
             subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -1,6 +1,7 @@
 """`teacher-embed`, `distill` and `pretrain`: the distillation stage. The training flags are
-`TrainConfig`'s fields (distill/settings.py says what each means), so a new training setting is a
-new field there, and `--config FILE` takes a run's settings as data (JSON: field names to values).
+`TrainConfig`'s fields (distill/config.py, torch-free, says what each means), so a new training
+setting is a new field there, and `--config FILE` takes a run's settings as data (JSON: field names to
+values).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 
 from siglip2_sdk.core.errors import Siglip2Error
+from siglip2_sdk.distill.config import CHOICES, HELP, all_fields, caller_fields
 
 from .common import add_command, progress
 
@@ -35,17 +37,13 @@ FLAG_OVERRIDES = {
     "data": dict(default=DEMO_TRAIN, help=f"WebDataset shards (default: {DEMO_TRAIN})"),
     "out": dict(type=Path, required=True),
     "teacher_cache": dict(type=Path),
-    "lr": dict(default=None),
-    "weight_decay": dict(default=None),
 }
 PRETRAIN_DEFAULTS = {"student": dict(default="demo-teacher", help="model preset (default: demo-teacher)")}
-TYPES = {"int": int, "float": float, "str": str, "str | None": str}
+TYPES = {"int": int, "float": float, "float | None": float, "str": str, "str | None": str}
 
 
-def add_commands(commands, command: str | None = None) -> None:
-    """The stage's subcommands. Their training flags are read from TrainConfig, whose module imports
-    torch, so they are built only when `command` (the one on the command line) is distill or pretrain:
-    the other commands, `--help` included, start without torch."""
+def add_commands(commands) -> None:
+    """The stage's subcommands; the training flags are read from TrainConfig."""
     teacher_embed = add_command(commands, "teacher-embed", run_teacher_embed)
     teacher_embed.add_argument(
         "--teacher", required=True, help="g16, so400m14, so400m16, an HF id, a folder, or demo"
@@ -60,14 +58,11 @@ def add_commands(commands, command: str | None = None) -> None:
 
     for name, texts in TRAINING.items():
         parser = commands.add_parser(name, **texts)
-        if name == command:
-            add_training_flags(parser, name)
+        add_training_flags(parser, name)
         parser.set_defaults(run=run_training)
 
 
 def add_training_flags(parser: argparse.ArgumentParser, command: str) -> None:
-    from siglip2_sdk.distill.settings import CHOICES, HELP, caller_fields
-
     if command == "distill":
         parser.add_argument(
             "--teacher", required=True, help="g16, so400m14, so400m16, an HF id, a checkpoint folder, or demo"
@@ -110,8 +105,6 @@ def with_config_file(argv: list[str], at: int, parser: argparse.ArgumentParser) 
         raise Siglip2Error(f"cannot read --config '{path}': {exc}") from None
     if not isinstance(settings, dict):
         raise Siglip2Error(f"--config '{path}' must hold a JSON object of settings, e.g. {{\"steps\": 100}}")
-    from siglip2_sdk.distill.settings import all_fields
-
     known = {action.dest: action for action in parser._actions if action.option_strings}
     unknown = sorted(name for name in settings if name.replace("-", "_") not in {*known, *all_fields()})
     if unknown:
@@ -148,13 +141,11 @@ def run_teacher_embed(args: argparse.Namespace) -> int:
 
 def run_training(args: argparse.Namespace) -> int:
     from siglip2_sdk.distill import recipes
-    from siglip2_sdk.distill.settings import caller_fields, training_settings
 
-    given = {field.name: getattr(args, field.name) for field in caller_fields(args.command)}
+    settings = {field.name: getattr(args, field.name) for field in caller_fields(args.command)}
     places = {
-        name: given.pop(name) for name in ("data", "out", "eval_data", "teacher_cache") if name in given
+        name: settings.pop(name) for name in ("data", "out", "eval_data", "teacher_cache") if name in settings
     }
-    settings = training_settings(**given)
     common = dict(eval_data=places["eval_data"], resume=args.resume, progress=progress, log=print)
     if args.command == "pretrain":
         final = recipes.pretrain(places["data"], places["out"], **common, **settings)

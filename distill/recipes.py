@@ -3,7 +3,6 @@ exists, and run the trainer with the recipe's settings."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -11,14 +10,14 @@ from pathlib import Path
 from siglip2_sdk.core.assets import cache_dir, fetch_gemma_tokenizer
 from siglip2_sdk.core.checkpoint import load_checkpoint
 from siglip2_sdk.core.digest import weights_digest
-from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.fileio import slug
 from siglip2_sdk.core.hub import resolve_checkpoint
 from siglip2_sdk.core.shards import expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 from . import teacher_cache
-from .train import TrainConfig, start_processes, train
+from .config import TrainConfig, training_settings
+from .train import start_processes, train
 
 # The demo teacher: the SigLIP 2 architecture trained from scratch on the demo corpus. ACID needs a
 # teacher that knows more than the student can learn from the data it sees, so it gets a wider
@@ -106,7 +105,7 @@ def pretrain(
     **settings,
 ) -> Path:
     """Train from scratch with the plain sigmoid loss (how the demo teacher is made)."""
-    settings = {"select": "none", "kd_weight": 0.0, "teacher_cache": None, **settings}
+    settings = training_settings(**{"select": "none", "kd_weight": 0.0, "teacher_cache": None, **settings})
     config = TrainConfig(
         data=data, out=str(out), tokenizer=str(fetch_gemma_tokenizer()), eval_data=eval_data, **settings
     )
@@ -126,16 +125,13 @@ def distill(
     **settings,
 ) -> Path:
     """ACID/ACED distillation of a student from `teacher` on `data`; the student lands in out/final."""
+    settings = training_settings(**settings)  # checked before the teacher is trained or embeds
     teacher_dir = resolve_teacher(teacher, data, eval_data, progress, log)
     cache = ensure_teacher_cache(
         teacher_dir, teacher, data, teacher_cache_dir, 64, lambda it, what: progress(it, what, len(it)), log
     )
     init = settings.get("init")
     tokenizer = tokenizer_for(resolve_checkpoint(init) if init else teacher_dir)
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    unknown = set(settings) - known
-    if unknown:
-        raise Siglip2Error(f"unknown training settings: {', '.join(sorted(unknown))}")
     config = TrainConfig(
         data=data,
         out=str(out),

@@ -35,52 +35,11 @@ from siglip2_sdk.core.model import SiglipModel, build_model, numpy_runner
 from siglip2_sdk.core.shards import expand_shards, iter_examples
 from siglip2_sdk.core.tokenizer import Tokenizer
 
+from .config import TrainConfig
 from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, model_input, super_batches
 from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
 from .selection import example_scores, micro_batches, select
 from .teacher_cache import TeacherCache, data_fingerprint
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; written as `DIR/config.json`, so a run is reproducible from it."""
-
-    data: str  # shards: folder, glob or brace pattern
-    out: str
-    tokenizer: str  # tokenizer.json the student uses
-    student: str = "b32"  # preset, ignored when `init` is given
-    init: str | None = None  # checkpoint to start from
-    teacher_cache: str | None = None  # None: plain sigmoid training (pretrain / select none, no KD)
-    steps: int = 1000
-    batch_size: int = 256
-    select: str = "acid"
-    filter_ratio: float = 0.5
-    score: str = "learnability"
-    chunks: int = 16
-    kd_weight: float = 0.0
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    accumulate: int = 1
-    captions: str = "sample"
-    shuffle: int = 2000
-    seed: int = 0
-    eval_data: str | None = None  # shards for periodic evaluation (val split)
-    eval_every: int = 0  # 0: only at the end
-    eval_limit: int = 1000
-    save_every: int = 0  # 0: only the final checkpoint
-    threads: int = 4  # image decoding threads per process
-    prefetch: bool | None = None  # read the next super-batch during the step; None: on GPUs only
-    jpeg_draft: bool = False  # decode large JPEGs at reduced scale (faster; pixels differ slightly)
-    decoded_images_mb: float = 512  # decoded images kept for the next epochs (per process)
-    kept_shards_mb: float = 1024  # shards kept in memory, read once for all epochs (per process)
-
-    @property
-    def super_batch(self) -> int:
-        if self.select == "none":
-            return self.batch_size
-        return math.ceil(self.batch_size / (1.0 - self.filter_ratio))
 
 
 def lr_at(step: int, config: TrainConfig) -> float:

@@ -11,7 +11,7 @@ on the process group's device (NCCL takes CUDA tensors only, so gloo on CPU woul
 another order, which float32 rounds differently by a few units in the last place (up to ~3e-6 on
 gradients of ~2 on the demo corpus); in float64 what is left is the algorithm's difference.
 
-CONFIG.json holds a `TrainConfig` (distill/train.py) as JSON, as a run writes to DIR/config.json.
+CONFIG.json holds a `TrainConfig` (distill/config.py) as JSON, as a run writes to DIR/config.json.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import torch.distributed as dist
 from safetensors.torch import save_file
 
 from siglip2_sdk.core.tokenizer import Tokenizer
+from siglip2_sdk.distill.config import TrainConfig
 from siglip2_sdk.distill.teacher_cache import TeacherCache
 from siglip2_sdk.distill.train import (
     Position,
-    TrainConfig,
     build_student,
     epochs,
     start_processes,

@@ -1,5 +1,5 @@
 """Training settings have one home: `--config FILE` reads a run's settings as data, flags typed after
-it win, and Python callers get the CLI's defaults and checks from `distill.settings`."""
+it win, and Python callers get the CLI's defaults and checks from `distill.config`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from siglip2_sdk.cli import main
 from siglip2_sdk.core.errors import Siglip2Error
-from siglip2_sdk.distill.settings import training_settings
+from siglip2_sdk.distill.config import TrainConfig, training_settings
 
 
 def config_file(tmp_path, settings: dict):
@@ -40,21 +40,32 @@ def test_an_unknown_setting_is_one_clear_line(tmp_path, capsys):
 def test_starting_from_a_checkpoint_fine_tunes_unless_told_otherwise():
     assert training_settings(init="ckpt") == {"init": "ckpt", "lr": 1e-5, "weight_decay": 0.0}
     assert training_settings(init="ckpt", lr=3e-4) == {"init": "ckpt", "lr": 3e-4, "weight_decay": 0.0}
-    assert training_settings(lr=None, steps=5) == {"steps": 5}  # TrainConfig's own defaults
+    assert training_settings(lr=None, steps=5) == {"steps": 5, "lr": 1e-3, "weight_decay": 1e-4}
+
+
+def test_a_train_config_made_in_python_follows_the_same_rule():
+    made = dict(data="shards/*.tar", out="run", tokenizer="tokenizer.json")
+    assert (TrainConfig(**made).lr, TrainConfig(**made).weight_decay) == (1e-3, 1e-4)
+    tuned = TrainConfig(**made, init="ckpt", weight_decay=0.05)
+    assert (tuned.lr, tuned.weight_decay) == (1e-5, 0.05)
 
 
 def test_python_callers_get_the_same_checks():
     with pytest.raises(Siglip2Error, match="--filter-ratio must be in"):
         training_settings(filter_ratio=1.0)
+    with pytest.raises(Siglip2Error, match="--accumulate 9 is larger than --batch-size 8"):
+        TrainConfig(data="shards/*.tar", out="run", tokenizer="tokenizer.json", batch_size=8, accumulate=9)
+    with pytest.raises(Siglip2Error, match="--select must be one of acid, topk, none, got 'jest'"):
+        TrainConfig(data="shards/*.tar", out="run", tokenizer="tokenizer.json", select="jest")
+    with pytest.raises(Siglip2Error, match="unknown training settings: step"):
+        training_settings(step=3)
 
 
 def test_a_runs_own_config_json_is_accepted(tmp_path, capsys):
     from dataclasses import asdict
 
-    from siglip2_sdk.distill.train import TrainConfig
-
-    written = asdict(TrainConfig(data="shards/*.tar", out=str(tmp_path), tokenizer="tokenizer.json", steps=0))
-    config = config_file(tmp_path, written)  # what a run writes as OUT/config.json
+    written = asdict(TrainConfig(data="shards/*.tar", out=str(tmp_path), tokenizer="tokenizer.json"))
+    config = config_file(tmp_path, {**written, "steps": 0})  # what a run writes as OUT/config.json
     for command in (["distill", "--teacher", "demo"], ["pretrain"]):
         assert main([*command, "--config", config]) == 2
         assert "--steps must be at least 1, got 0" in capsys.readouterr().err

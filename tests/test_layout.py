@@ -51,6 +51,7 @@ TORCH_FREE = [
     "runtimes/litert_runtime.py",
     *(f"sdk/{p.name}" for p in sorted((REPO / "sdk").glob("*.py"))),
     *(f"cli/{p.name}" for p in sorted((REPO / "cli").glob("*.py"))),
+    "distill/config.py",  # the training flags `siglip2-sdk distill --help` shows
 ]
 TORCH = ("torch", "transformers", "torchao", "executorch")
 

@@ -17,7 +17,8 @@ from siglip2_sdk.core.tokenizer import Tokenizer
 
 from . import teacher_cache
 from .config import TrainConfig, training_settings
-from .train import start_processes, train
+from .processes import start_processes
+from .train import train
 
 # The demo teacher: the SigLIP 2 architecture trained from scratch on the demo corpus. ACID needs a
 # teacher that knows more than the student can learn from the data it sees, so it gets a wider

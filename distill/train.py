@@ -4,6 +4,9 @@ One step: take a super-batch, score it with the student (no grad) against the te
 embeddings, keep the selected sub-batch, train on it with the sigmoid loss (+ optional KD). Under
 torchrun every rank sees the same global super-batch and decodes its own slice; embeddings are
 gathered so the loss, the selection and hence the weights match a one-process run.
+
+Beside it: what a run depends on (`config.py`), its processes (`processes.py`), the state a
+checkpoint holds for `--resume` (`state.py`) and its evaluation (`evaluation.py`).
 """
 
 from __future__ import annotations
@@ -12,33 +15,31 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from siglip2_sdk.core import embedding
 from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
 from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.errors import Siglip2Error
-from siglip2_sdk.core.evaluate import evaluate
-from siglip2_sdk.core.model import SiglipModel, build_model, numpy_runner
-from siglip2_sdk.core.shards import expand_shards, iter_examples
+from siglip2_sdk.core.evaluate import headline
+from siglip2_sdk.core.model import SiglipModel, build_model
+from siglip2_sdk.core.shards import expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 from .config import TrainConfig
 from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, model_input, super_batches
+from .evaluation import eval_examples, evaluate_model
 from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
+from .processes import Processes, gather, start_processes
 from .selection import example_scores, micro_batches, select
+from .state import Position, latest_checkpoint, load_state, save_state
 from .teacher_cache import TeacherCache, data_fingerprint
 
 
@@ -48,50 +49,6 @@ def lr_at(step: int, config: TrainConfig) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-# --- processes ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Processes:
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def start_processes() -> Processes:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then join the process group (NCCL on GPUs, gloo on CPU)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    if cuda:
-        torch.cuda.set_device(device)
-    return Processes(int(os.environ.get("RANK", "0")), world_size, device)
-
-
-def gather(local: torch.Tensor, procs: Processes) -> torch.Tensor:
-    """Concatenate every rank's rows in rank order; rows may differ in number across ranks.
-    Only the local rows keep their gradient (the others are copies); see `train_step`."""
-    if procs.world_size == 1:
-        return local
-    count = torch.tensor([local.shape[0]], device=local.device)
-    counts = [torch.zeros_like(count) for _ in range(procs.world_size)]
-    dist.all_gather(counts, count)
-    longest = int(max(c.item() for c in counts))
-    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=local.device)
-    padded[: local.shape[0]] = local.detach()
-    pieces = [torch.zeros_like(padded) for _ in range(procs.world_size)]
-    dist.all_gather(pieces, padded)
-    pieces[procs.rank] = local
-    return torch.cat([piece[: int(c.item())] for piece, c in zip(pieces, counts, strict=True)])
 
 
 class Towers(nn.Module):
@@ -105,93 +62,16 @@ class Towers(nn.Module):
         return self.model.encode_image(pixels), self.model.encode_text(input_ids)
 
 
-# --- training state ------------------------------------------------------------------------------
-
-
-@dataclass
-class Position:
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0  # super-batches of this epoch already consumed
-
-
-def save_state(
-    folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator, position: Position
-):
-    """Optimizer moments, the selection RNG and the data position, next to the weights: all that
-    `--resume` needs to continue bit-for-bit. safetensors + JSON: nothing is pickled."""
-    state = optimizer.state_dict()
-    tensors = {"rng.selection": generator.get_state()}
-    for index, moments in state["state"].items():
-        for name, value in moments.items():
-            tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).cpu().contiguous()
-    save_file(tensors, folder / "train_state.safetensors")
-    groups = [{k: v for k, v in group.items()} for group in state["param_groups"]]
-    meta = {"position": dataclasses.asdict(position), "param_groups": groups}
-    (folder / "train_state.json").write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def load_state(folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> Position:
-    tensors = load_file(folder / "train_state.safetensors")
-    meta = json.loads((folder / "train_state.json").read_text())
-    moments: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optimizer."):
-            _, index, field = name.split(".", 2)
-            moments.setdefault(int(index), {})[field] = value
-    optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
-    generator.set_state(tensors["rng.selection"])
-    return Position(**meta["position"])
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted((out / "checkpoints").glob("step-*"))
-    return found[-1] if found else None
-
-
-# --- evaluation ----------------------------------------------------------------------------------
-
-
-class ModelEmbedder:
-    """The evaluation harness's view of a model in training."""
-
-    def __init__(self, model: SiglipModel, tokenizer: Tokenizer):
-        self.model, self.tokenizer = model, tokenizer
-
-    def embed_images(self, images, batch_size: int = 64) -> np.ndarray:
-        run = numpy_runner(self.model, "image")
-        spec, dim = self.model.image_preprocessing, self.model.config.embed_dim
-        return embedding.embed_images(images, spec, run, dim, batch_size)
-
-    def embed_texts(self, texts) -> np.ndarray:
-        run = numpy_runner(self.model, "text")
-        return embedding.embed_texts(texts, self.tokenizer, run, self.model.config.embed_dim)
-
-
-def headline(results: dict) -> dict:
-    """The few numbers worth a log line: pooled retrieval R@1 and mean zero-shot top-1."""
-    pooled = results["retrieval"].get("all", {})
-    zero_shot = [r["top1"] for r in results["zero_shot"].values()]
-    return {
-        "t2i_R@1": pooled.get("text_to_image", {}).get("R@1"),
-        "i2t_R@1": pooled.get("image_to_text", {}).get("R@1"),
-        "zero_shot_top1": float(np.mean(zero_shot)) if zero_shot else None,
-    }
-
-
-# --- the loop ------------------------------------------------------------------------------------
-
-
 def keep_token_gradient(model: SiglipModel, procs: Processes) -> bool:
     """On one CPU process, accumulate the token table's gradient in one buffer kept for the whole run.
 
-    Why: the dense embedding backward allocates a fresh vocab x width gradient every step (256k rows:
-    98-131 MB for the demo models, 786 MB for B/32), and on CPU an allocation that large is mmapped
-    and page-faulted in anew each time: 10% of a demo teacher step measured alone; `make demo`'s
-    steps, where the loader's threads share the cores, got 25-30% shorter. A sparse gradient added
-    into a dense `.grad` that is zeroed, not freed, sums the same rows (bit-identical weights after
-    30 steps here). Under DDP the reducer would treat the table's gradient as sparse, and on a GPU
-    the caching allocator already reuses the memory, so both keep the dense backward.
+    Why: the dense embedding backward allocates a fresh vocab x width gradient every step (256k
+    rows), and on CPU an allocation that large is mmapped and page-faulted in anew each time, a
+    sizeable share of a small model's step (benchmarks/results/design_choices.md, "Training"). A
+    sparse gradient added into a dense `.grad` that is zeroed, not freed, sums the same rows (the
+    weights come out as the dense backward's). Under DDP the reducer would treat the table's
+    gradient as sparse, and on a GPU the caching allocator already reuses the memory, so both keep
+    the dense backward.
     Returns whether gradients must be zeroed in place (`zero_grad(set_to_none=False)`).
     """
     if procs.world_size > 1 or procs.device.type != "cpu":
@@ -454,7 +334,7 @@ def train(
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
     towers, zero_in_place = towers_for(model, procs)
-    eval_examples = _eval_examples(config) if procs.main and config.eval_data else []
+    examples = eval_examples(config) if procs.main and config.eval_data else []
     logger = _MetricLogger(out, enabled=procs.main)
     spec = model.image_preprocessing
     data = epochs(config, tokenizer, spec, procs, position)
@@ -481,8 +361,9 @@ def train(
                 examples_per_s=config.super_batch / elapsed,
                 epoch=epoch,
             )
-            if eval_examples and config.eval_every and (step + 1) % config.eval_every == 0:
-                metrics.update(_evaluate(model, tokenizer, eval_examples))
+            if examples and config.eval_every and (step + 1) % config.eval_every == 0:
+                results = headline(evaluate_model(model, tokenizer, examples))
+                metrics.update({f"val_{k}": v for k, v in results.items()})
             logger.write(step + 1, metrics)
             if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
                 folder = out / "checkpoints" / f"step-{step + 1:07d}"
@@ -490,26 +371,14 @@ def train(
     final = out / "final"
     if procs.main:
         save_checkpoint(model, final, tokenizer_file=tokenizer_file)
-        if eval_examples:
-            results = evaluate(ModelEmbedder(model.eval(), tokenizer), eval_examples)
+        if examples:
+            results = evaluate_model(model, tokenizer, examples)
             (out / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
             logger.write(config.steps, {f"final_{k}": v for k, v in headline(results).items()})
     logger.close()
     if procs.world_size > 1:
         dist.barrier()
     return final
-
-
-def _eval_examples(config: TrainConfig) -> list:
-    from itertools import islice
-
-    return list(islice(iter_examples(expand_shards(config.eval_data)), config.eval_limit))
-
-
-def _evaluate(model: SiglipModel, tokenizer: Tokenizer, examples: list) -> dict:
-    model.eval()
-    results = headline(evaluate(ModelEmbedder(model, tokenizer), examples))
-    return {f"val_{k}": v for k, v in results.items()}
 
 
 def _save(folder: Path, model, tokenizer_file, optimizer, generator, position, procs: Processes) -> None:

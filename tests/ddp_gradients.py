@@ -27,15 +27,10 @@ from safetensors.torch import save_file
 
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.distill.config import TrainConfig
+from siglip2_sdk.distill.processes import start_processes
+from siglip2_sdk.distill.state import Position
 from siglip2_sdk.distill.teacher_cache import TeacherCache
-from siglip2_sdk.distill.train import (
-    Position,
-    build_student,
-    epochs,
-    start_processes,
-    towers_for,
-    train_step,
-)
+from siglip2_sdk.distill.train import build_student, epochs, towers_for, train_step
 
 COLLECTIVES = ("all_gather", "all_gather_into_tensor", "all_reduce", "broadcast", "reduce_scatter")
 

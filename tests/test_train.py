@@ -25,7 +25,8 @@ from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.distill import teacher_cache
 from siglip2_sdk.distill.config import TrainConfig
 from siglip2_sdk.distill.losses import sigmoid_loss
-from siglip2_sdk.distill.train import Processes, keep_token_gradient, train
+from siglip2_sdk.distill.processes import Processes
+from siglip2_sdk.distill.train import keep_token_gradient, train
 
 from fixtures import build_fake_corpus, write_tiny_tokenizer
 

@@ -61,10 +61,11 @@ class CaptionItem:
 
 class KeptShards:
     """Whole shards' samples kept in memory, by shard, up to a byte budget: a small dataset read for
-    many epochs (the demo: 10 shards, 16 epochs of the teacher) is parsed from its tar files once,
-    where reading them in Python took 0.08 s of a 0.86 s step on 2 cores. A shard that does not fit
-    in what is left of the budget is read from disk every time, as without it. Samples come out the
-    same either way, so the order of an epoch (and a resumed run's) does not depend on the cache."""
+    many epochs (the demo teacher's) is parsed from its tar files once instead of once per epoch,
+    which was a noticeable share of a demo step (figures: benchmarks/results/design_choices.md,
+    "Training"). A shard that does not fit in what is left of the budget is read from disk every
+    time, as without it. Samples come out the same either way, so the order of an epoch (and a
+    resumed run's) does not depend on the cache."""
 
     def __init__(self, budget_mb: float = 0):
         self.budget = int(budget_mb * 2**20)
@@ -164,10 +165,10 @@ class SuperBatch:
 
 class DecodedImages:
     """Images already decoded and resized, by example key, up to a memory budget: a small dataset
-    seen for many epochs (the demo: 9.5k images, 16 epochs of the teacher) is decoded once instead of
-    once per epoch, where decoding was ~0.2 s of a ~0.9 s step on 2 cores. Once the budget is spent,
-    the remaining images are decoded every time, as without it. A hand-written dict: it is keyed by
-    the example and bounded in bytes, which functools' caches are not."""
+    seen for many epochs (the demo teacher's) is decoded once instead of once per epoch, which was a
+    large share of a demo step (figures: benchmarks/results/design_choices.md, "Training"). Once the
+    budget is spent, the remaining images are decoded every time, as without it. A hand-written
+    dict: it is keyed by the example and bounded in bytes, which functools' caches are not."""
 
     def __init__(self, spec: ImagePreprocessing, budget_mb: float = 512, jpeg_draft: bool = False):
         self.spec, self.jpeg_draft = spec, jpeg_draft

@@ -17,11 +17,17 @@ from .common import add_command, progress
 
 def add_commands(commands) -> None:
     index = add_command(commands, "index", run_index)
-    index.add_argument("photos", nargs="+", type=Path, help="folders and/or image files")
+    index.add_argument("photos", nargs="*", type=Path, help="folders and/or image files")
     index.add_argument("--bundle", required=True, help="bundle folder (or a checkpoint, run on torch)")
     index.add_argument("--runtime", default=None, help="runtime (default: the bundle's own)")
     index.add_argument("--index", type=Path, required=True, help="index folder (created if missing)")
     index.add_argument("--batch-size", type=int, default=32)
+    index.add_argument(
+        "--forget-missing",
+        action="store_true",
+        help="also forget every indexed file that no longer exists, wherever it was (a renamed or removed "
+        "folder); adding a folder already forgets the files gone from under it",
+    )
 
     search = add_command(commands, "search", run_search)
     search.add_argument("query", nargs="?", default=None, help="text query (omit with --image)")
@@ -38,18 +44,22 @@ def run_index(args: argparse.Namespace) -> int:
     Embed every image under PHOTOS into an index folder (SQLite catalog + vectors). Incremental:
     unchanged files are skipped, changed ones re-embedded, deleted ones forgotten, identical files share
     one vector. A crash loses at most the batch in flight; bad files are recorded with their reason and
-    indexing goes on.
+    indexing goes on. --forget-missing (PHOTOS optional then) drops files gone from anywhere.
     """
     from siglip2_sdk.encoder import Encoder
     from siglip2_sdk.index import PhotoIndex
 
     if args.batch_size < 1:
         raise Siglip2Error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not args.photos and not args.forget_missing:
+        raise Siglip2Error("give the photos to index (folders or files), or --forget-missing")
     encoder = Encoder.load(args.bundle, runtime=args.runtime)
     with PhotoIndex.open(args.index, encoder) as index:
         report = index.add(
             args.photos, batch_size=args.batch_size, progress=lambda it: progress(it, "indexing")
         )
+        if args.forget_missing:
+            report.removed += index.forget_missing()
         total = len(index)
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
@@ -92,11 +102,16 @@ def run_search(args: argparse.Namespace) -> int:
 
     if (args.query is None) == (args.image is None):
         raise Siglip2Error("give either a text query or --image PATH")
+    if args.html and not args.html.parent.is_dir():
+        raise Siglip2Error(f"--html {args.html}: the folder '{args.html.parent}' does not exist; create it")
     model, runtime = PhotoIndex.encoder_location(args.index)
     with PhotoIndex.open(args.index, Encoder.load(model, runtime=runtime)) as index:
         hits = index.search(args.query if args.image is None else args.image, k=args.k)
     if args.html:
-        args.html.write_text(contact_sheet(str(args.query or args.image), hits), encoding="utf-8")
+        try:
+            args.html.write_text(contact_sheet(str(args.query or args.image), hits), encoding="utf-8")
+        except OSError as exc:
+            raise Siglip2Error(f"cannot write --html {args.html}: {exc.strerror}") from None
     if args.json:
         print(json.dumps([{"path": hit.path, "score": hit.score} for hit in hits], indent=2))
         return 0
@@ -104,6 +119,7 @@ def run_search(args: argparse.Namespace) -> int:
     table.add_column("score", justify="right")
     table.add_column("path")
     for hit in hits:
-        table.add_row(f"{hit.score:.3f}", hit.path)
+        # A file name that is not UTF-8 is shown with its odd bytes escaped, not as a crash.
+        table.add_row(f"{hit.score:.3f}", hit.path.encode("utf-8", "backslashreplace").decode())
     Console().print(table)
     return 0

@@ -64,6 +64,9 @@ class Manifest:
     vocabulary: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created_by: str = ""
+    # sha256 of the source checkpoint's tensors (core.digest.weights_digest): the model's identity,
+    # shared by every bundle exported from it. Empty in bundles exported before it was recorded.
+    weights_digest: str = ""
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -119,7 +122,25 @@ def read_manifest(bundle_dir: str | os.PathLike) -> Manifest:
     return manifest
 
 
+def _whole(value, at_least: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= at_least
+
+
 def _check_fields(manifest: Manifest, path: Path) -> None:
+    # Values that stay valid JSON after a hand edit but not valid numbers ("48", 2.5, true) are named
+    # here, rather than failing as a traceback deep in a reader.
+    numbers = {
+        "embed_dim": manifest.embed_dim,
+        "text.length": manifest.text.length,
+        "text.pad_id": manifest.text.pad_id,
+        "text.eos_id": manifest.text.eos_id,
+        **{f"image.size[{i}]": side for i, side in enumerate(manifest.image.size)},
+    }
+    for name, value in numbers.items():
+        if not _whole(value, 0 if name.endswith("_id") else 1):
+            raise BundleError(f"'{path}': {name} must be a positive whole number, got {value!r}")
+    if not isinstance(manifest.weights_digest, str):
+        raise BundleError(f"'{path}': weights_digest must be a string, got {manifest.weights_digest!r}")
     if manifest.runtime not in RUNTIMES:
         raise BundleError(f"'{path}': unknown runtime {manifest.runtime!r} (known: {', '.join(RUNTIMES)})")
     missing = [role for role in FILE_ROLES if role not in manifest.files]

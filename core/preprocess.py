@@ -12,6 +12,7 @@ import io
 import math
 import operator
 import os
+import stat
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image |
 # under ~450 MB of RGB. Decompression bombs claim far more (10⁹–10¹⁰ px). Pillow's own hard limit
 # (2 × PIL.Image.MAX_IMAGE_PIXELS ≈ 179 MP by default) still applies on top of this one.
 DEFAULT_MAX_PIXELS = 150_000_000
+# Files above this are refused before they are read: the largest photos (108 MP JPEGs, 16-bit TIFF
+# scans of a few hundred MB) fit, and a sparse or endless file cannot exhaust memory.
+MAX_FILE_BYTES = 512 * 2**20
+# What an ISO base media file (HEIC/HEIF, AVIF) starts with: a box size, then b"ftyp" and the brand.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -200,9 +206,7 @@ def load_image(
         if isinstance(source, Image.Image):
             img = _decoded(source)
         elif isinstance(source, str | os.PathLike):
-            with open(source, "rb") as f:
-                if os.fstat(f.fileno()).st_size == 0:
-                    raise ImageLoadError(name, "empty file (0 bytes)")
+            with _open_regular(source) as f:
                 img = _decoded(_open(f, name, max_pixels, jpeg_draft))
         else:
             if len(source) == 0:
@@ -220,6 +224,78 @@ def load_image(
         raise ImageLoadError(name, _reason(exc, name)) from exc
 
 
+def _open_regular(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES):
+    """The file opened for reading, once it is known to be a regular, non-empty file of at most
+    `max_bytes`: a FIFO, a device (/dev/zero linked as a .jpg) or a huge sparse file is refused before
+    a byte is read. Opened non-blocking, so a FIFO cannot hang the open itself."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageLoadError(path, "is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageLoadError(path, f"not a regular file ({_file_kind(info.st_mode)})")
+        if info.st_size == 0:
+            raise ImageLoadError(path, "empty file (0 bytes)")
+        if info.st_size > max_bytes:
+            raise ImageLoadError(
+                path, f"file too large ({info.st_size:,} bytes, limit {max_bytes:,}); not read"
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_image_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of an image file, read only when it is a regular file of at most `max_bytes`
+    (ImageLoadError otherwise, with the reason; OSError when the system refuses the read); never more
+    than `max_bytes` are read, even from a file that grows meanwhile."""
+    with _open_regular(path, max_bytes) as f:
+        content = f.read(max_bytes + 1)
+    if len(content) > max_bytes:
+        raise ImageLoadError(path, f"file grew past {max_bytes:,} bytes while being read; not read")
+    return content
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+_heif_registered: bool | None = None
+
+
+def _register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF through pillow-heif (the `heic` extra), once; False without it."""
+    global _heif_registered
+    if _heif_registered is None:
+        try:
+            import pillow_heif
+        except ImportError:
+            _heif_registered = False
+        else:
+            pillow_heif.register_heif_opener()
+            _heif_registered = True
+    return _heif_registered
+
+
+def _is_heif(fp: Any) -> bool:
+    fp.seek(0)
+    head = fp.read(12)
+    fp.seek(0)
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
 def _open(fp: Any, name: str | os.PathLike, max_pixels: int | None, jpeg_draft: int | None) -> Image.Image:
     """Open (header only) and check the size before any pixel is decoded; a JPEG may be asked for a
     reduced-scale decode (a square request: EXIF orientation may still turn it)."""
@@ -227,7 +303,17 @@ def _open(fp: Any, name: str | os.PathLike, max_pixels: int | None, jpeg_draft: 
     # silenced and the size checked below instead (Pillow's global setting is left untouched).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        img = Image.open(fp)
+        try:
+            img = Image.open(fp)
+        except UnidentifiedImageError:
+            # HEIC needs a plugin, registered only when such a file comes by (it costs an import).
+            if not _is_heif(fp):
+                raise
+            if not _register_heif():
+                raise ImageLoadError(
+                    name, "a HEIC/HEIF image: pip install 'siglip2-sdk[heic]' (pillow-heif) to read it"
+                ) from None
+            img = Image.open(fp)
         if max_pixels is not None and img.width * img.height > max_pixels:
             raise ImageLoadError(
                 name,

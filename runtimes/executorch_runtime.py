@@ -10,6 +10,8 @@ import numpy as np
 from siglip2_sdk.core.bundle import Manifest
 from siglip2_sdk.core.errors import BundleError
 
+from .base import check_shapes
+
 
 class ExecuTorchBackend:
     runtime = "executorch"
@@ -37,6 +39,14 @@ class ExecuTorchBackend:
                 self.methods[tower] = runtime.load_program(str(path)).load_method("forward")
             except Exception as exc:  # the runtime raises RuntimeError/ValueError with a status code
                 raise BundleError(f"ExecuTorch cannot load '{path}': {exc}") from None
+            meta = self.methods[tower].metadata
+            check_shapes(
+                path,
+                manifest,
+                tower,
+                list(meta.input_tensor_meta(0).sizes()),
+                list(meta.output_tensor_meta(0).sizes()),
+            )
             self.max_batch[tower] = manifest.max_batch.get(tower) or 1
 
     def _run(self, tower: str, batch: np.ndarray) -> np.ndarray:

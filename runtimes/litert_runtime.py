@@ -10,6 +10,8 @@ import numpy as np
 from siglip2_sdk.core.bundle import Manifest
 from siglip2_sdk.core.errors import BundleError
 
+from .base import check_shapes
+
 
 class _FixedBatchTower:
     """One tower's interpreter, fed any number of rows in chunks of the batch its file was built for."""
@@ -70,6 +72,13 @@ class LiteRTBackend:
                 interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as exc:  # not a flatbuffer / an op it cannot prepare
                 raise BundleError(f"LiteRT cannot load '{path}': {str(exc).splitlines()[0]}") from None
+            check_shapes(
+                path,
+                manifest,
+                tower,
+                [int(n) for n in interpreter.get_input_details()[0]["shape"]],
+                [int(n) for n in interpreter.get_output_details()[0]["shape"]],
+            )
             batch = _fixed_batch(interpreter, manifest.batch_size.get(tower), manifest.embed_dim, path)
             self.towers[tower] = _FixedBatchTower(interpreter, batch, manifest.embed_dim)
 

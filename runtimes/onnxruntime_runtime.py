@@ -9,6 +9,8 @@ import numpy as np
 from siglip2_sdk.core.bundle import Manifest
 from siglip2_sdk.core.errors import BundleError
 
+from .base import check_shapes
+
 
 class OnnxRuntimeBackend:
     runtime = "onnxruntime"
@@ -31,6 +33,7 @@ class OnnxRuntimeBackend:
                 session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
                 raise BundleError(f"onnxruntime cannot load '{path}': {str(exc).splitlines()[0]}") from None
+            check_shapes(path, manifest, tower, session.get_inputs()[0].shape, session.get_outputs()[0].shape)
             self.sessions[tower] = (session, session.get_inputs()[0].name)
 
     def _run(self, tower: str, batch: np.ndarray) -> np.ndarray:

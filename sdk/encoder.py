@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ class Encoder:
         logit_scale: float,
         logit_bias: float,
         source: str | os.PathLike | None = None,
+        weights_digest: str | Callable[[], str] | None = None,
     ):
         self.backend = backend
         self.source = str(source) if source is not None else model_id  # what Encoder.load was given
@@ -40,10 +43,33 @@ class Encoder:
         self.dim = dim
         self.logit_scale = logit_scale  # t itself, ready to multiply
         self.logit_bias = logit_bias
+        self._weights_digest = weights_digest
 
     @property
     def runtime(self) -> str:
         return self.backend.runtime
+
+    @functools.cached_property
+    def weights_digest(self) -> str | None:
+        """sha256 of the source checkpoint's tensors (`core.digest.weights_digest`): one value for a
+        checkpoint and every bundle exported from it, whatever the runtime, precision or path. None for
+        a bundle exported before manifests recorded it."""
+        digest = self._weights_digest
+        return digest() if callable(digest) else digest
+
+    @property
+    def model_identity(self) -> str:
+        """What tells this model from every other: its weights digest; for a bundle exported before
+        digests were recorded, its name (`name:<model_id>`, said once in a warning), as before."""
+        if self.weights_digest:
+            return self.weights_digest
+        warnings.warn(
+            f"'{self.source}' was exported before bundles recorded their weights' digest, so it is told "
+            f"apart from other models by its name {self.model_id!r} only: re-export it with this "
+            "siglip2-sdk to tie indexes to its weights",
+            stacklevel=3,
+        )
+        return f"name:{self.model_id}"
 
     @classmethod
     def load(
@@ -98,6 +124,7 @@ class Encoder:
             logit_scale=manifest.logit_scale,
             logit_bias=manifest.logit_bias,
             source=folder.resolve(),
+            weights_digest=manifest.weights_digest or None,
         )
 
     @classmethod
@@ -105,6 +132,7 @@ class Encoder:
         import torch
 
         from siglip2_sdk.core.checkpoint import load_checkpoint
+        from siglip2_sdk.core.digest import weights_digest
         from siglip2_sdk.runtimes.torch_runtime import TorchBackend
 
         if threads:
@@ -122,11 +150,13 @@ class Encoder:
             TorchBackend(model),
             image_preprocessing=model.image_preprocessing,
             tokenizer=tokenizer,
-            model_id=str(path),
+            model_id=str(path).rstrip("/") or str(path),
             dim=model.config.embed_dim,
             logit_scale=float(model.logit_scale.detach().exp()),
             logit_bias=float(model.logit_bias.detach()),
             source=model.source_dir.resolve(),
+            # Hashing a large checkpoint takes a while: only when asked (an index asks).
+            weights_digest=functools.partial(weights_digest, model.source_dir),
         )
 
     def embed_images(self, images: ImageSource | Sequence[ImageSource], batch_size: int = 32) -> np.ndarray:
@@ -137,9 +167,25 @@ class Encoder:
 
     def embed_texts(self, texts: str | Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Texts -> float32 (N, D)."""
+        for text in [texts] if isinstance(texts, str) else texts:
+            if isinstance(text, str) and not _is_unicode(text):
+                raise Siglip2Error(
+                    f"the text {text.encode('utf-8', 'backslashreplace').decode()[:60]!r} is not valid "
+                    "Unicode (bytes in another encoding than UTF-8?): pass it as UTF-8 text"
+                )
         return embedding.embed_texts(texts, self.tokenizer, self.backend.embed_tokens, self.dim, batch_size)
 
     def zero_shot(self, images: ImageSource | Sequence[ImageSource], labels: Sequence[str]) -> np.ndarray:
         """Sigmoid probability of each label for each image, (N, L), with the model's own t and b."""
         logits = self.embed_images(images) @ self.embed_texts(labels).T * self.logit_scale + self.logit_bias
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a str holding lone surrogates: bytes that were not UTF-8, as Python hands a
+    command-line argument over (surrogateescape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

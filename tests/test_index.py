@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from siglip2_sdk import Encoder, PhotoIndex
+from siglip2_sdk import index as index_module
 from siglip2_sdk.cli import main
 from siglip2_sdk.core.checkpoint import save_checkpoint
 from siglip2_sdk.core.config import preset
@@ -89,7 +90,7 @@ def test_an_index_refuses_another_models_vectors(encoder, checkpoint, tmp_path):
         pass
     other = tmp_path / "other"
     save_checkpoint(build_model(preset("tiny"), seed=9), other, tokenizer_file=checkpoint / "tokenizer.json")
-    with pytest.raises(Siglip2Error, match="holds vectors of model"):
+    with pytest.raises(Siglip2Error, match="holds vectors of another model"):
         PhotoIndex.open(tmp_path / "index", Encoder.load(other))
 
 
@@ -166,18 +167,18 @@ def test_a_file_that_changes_while_read_is_recorded_and_retried(encoder, tmp_pat
     photos = tmp_path / "photos"
     photos.mkdir()
     solid_image((10, 200, 10)).save(photos / "busy.png")
-    real_read = Path.read_bytes
+    real_read = index_module.read_image_file
 
-    def read_while_camera_writes(self):
-        content = real_read(self)
-        os.utime(self, ns=(5, 5))  # the file is rewritten while we read it
+    def read_while_camera_writes(path):
+        content = real_read(path)
+        os.utime(path, ns=(5, 5))  # the file is rewritten while we read it
         return content
 
     with PhotoIndex.open(tmp_path / "index", encoder) as index:
-        monkeypatch.setattr(Path, "read_bytes", read_while_camera_writes)
+        monkeypatch.setattr(index_module, "read_image_file", read_while_camera_writes)
         report = index.add(photos)
         assert report.added == 0 and report.failed[0][1].startswith("changed while being read")
-        monkeypatch.setattr(Path, "read_bytes", real_read)
+        monkeypatch.setattr(index_module, "read_image_file", real_read)
         assert index.add(photos).added == 1  # the next add picks it up
 
 

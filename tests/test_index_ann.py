@@ -7,6 +7,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -33,6 +34,11 @@ class SyntheticModel:
     dim: int = DIM
     source: str = "none"
     runtime: str = "none"
+    weights_digest: str = "synthetic-weights"
+
+    @property
+    def model_identity(self) -> str:
+        return self.weights_digest
 
 
 def clustered(n: int, seed: int) -> np.ndarray:
@@ -55,7 +61,7 @@ def put(index: PhotoIndex, vectors: np.ndarray, first: int) -> None:
                 "INSERT INTO files VALUES (?, 0, 0, ?, 'ok', NULL, ?, 0)",
                 (photo(number).encode(), f"content-{number}", vector_id),
             )
-    index._matrix = None
+            Path(photo(number)).touch()  # search returns only files that exist
 
 
 def remove(index: PhotoIndex, numbers) -> None:
@@ -63,11 +69,15 @@ def remove(index: PhotoIndex, numbers) -> None:
     with index.db:
         index.db.executemany("DELETE FROM files WHERE path = ?", [(photo(n).encode(),) for n in numbers])
         index.db.execute("DELETE FROM vectors WHERE id NOT IN (SELECT vector_id FROM files)")
-    index._matrix = None
+
+
+# The photos' files (empty: their vectors are written directly), shared by every test here.
+PHOTOS = Path(tempfile.gettempdir()) / "siglip2-sdk-ann-test-photos"
+PHOTOS.mkdir(exist_ok=True)
 
 
 def photo(number: int) -> str:
-    return f"/photos/{number:05d}.jpg"
+    return f"{PHOTOS}/{number:05d}.jpg"
 
 
 def refresh(index: PhotoIndex) -> None:
@@ -79,7 +89,7 @@ def saved_coverage(folder: Path, model=SyntheticModel()):
     """What the ANN file in `folder` says it covers; None when the index would not trust it."""
     with sqlite3.connect(folder / "catalog.sqlite") as db:
         catalog_id = db.execute("SELECT value FROM meta WHERE key = 'catalog_id'").fetchone()[0]
-    ann = AnnIndex.load(folder / ANN_FILE, catalog_id, model.model_id, model.dim)
+    ann = AnnIndex.load(folder / ANN_FILE, catalog_id, model.model_identity, model.dim)
     return None if ann is None else ann.coverage
 
 
@@ -241,7 +251,7 @@ def test_stray_temp_files_of_killed_saves_are_ignored_and_later_cleaned(tmp_path
 
 def test_an_ann_file_from_another_index_or_model_is_not_trusted(tmp_path, ann_searches):
     library(tmp_path / "a").close()
-    other_model = SyntheticModel(model_id="another-model")
+    other_model = SyntheticModel(model_id="another-model", weights_digest="other-weights")
     for folder, model in [(tmp_path / "b", SyntheticModel()), (tmp_path / "c", other_model)]:
         with PhotoIndex.open(folder, model, ann_threshold=100) as index:
             put(index, clustered(600, seed=9), 0)
@@ -250,7 +260,7 @@ def test_an_ann_file_from_another_index_or_model_is_not_trusted(tmp_path, ann_se
             assert same_as_exact(index, clustered(10, seed=2)) == 1.0
             assert index.search_by_vector(clustered(600, seed=9)[17], 1)[0].path == photo(17)
         assert saved_coverage(folder, model).count == 600
-    with pytest.raises(Siglip2Error, match="holds vectors of model"):
+    with pytest.raises(Siglip2Error, match="holds vectors of another model"):
         PhotoIndex.open(tmp_path / "a", other_model)  # and the catalog itself still refuses
     assert ann_searches
 
@@ -317,7 +327,7 @@ def test_a_large_library_without_faiss_is_searched_exactly_with_one_warning(tmp_
         warnings.simplefilter("error")  # said once per index, not on every search
         hits = index.search_by_vector(vectors[7], k=5)
     exact = index.search_by_vector(vectors[7], k=5, exact=True)
-    assert hits == exact and hits[0].path == "/photos/00007.jpg"
+    assert hits == exact and hits[0].path == photo(7)
     assert not (tmp_path / ANN_FILE).exists()
     index.close()
 

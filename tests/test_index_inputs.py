@@ -172,14 +172,14 @@ def test_an_unreadable_file_is_recorded_and_the_rest_indexed(encoder, tmp_path):
 def test_a_read_refused_by_the_system_is_recorded_and_the_rest_indexed(encoder, tmp_path, monkeypatch):
     """The unreadable-file path for every user, root included: the read fails as it would on EACCES."""
     photos = library(tmp_path, {"private.png": encoded(pattern(7), "PNG")})
-    real_read = Path.read_bytes
+    real_open = os.open
 
-    def refuse_private(self):
-        if self.name == "private.png":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read(self)
+    def refuse_private(path, *args, **kwargs):
+        if os.fspath(path).endswith("private.png"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", refuse_private)
+    monkeypatch.setattr(os, "open", refuse_private)
     with PhotoIndex.open(tmp_path / "index", encoder) as index:
         report = index.add(photos)
         assert report.added == 4

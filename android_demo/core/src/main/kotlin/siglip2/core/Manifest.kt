@@ -38,7 +38,10 @@ class Manifest(
             "logit_scale", "logit_bias", "files"
         )
         private val OPTIONAL =
-            listOf("batch_size", "max_batch", "parity", "status", "vocabulary", "format_version", "created_by")
+            listOf(
+                "batch_size", "max_batch", "parity", "status", "vocabulary", "format_version", "created_by",
+                "weights_digest"
+            )
 
         /** Parse an already decoded manifest object; `where` names the file in error messages. */
         @JvmStatic

@@ -13,6 +13,9 @@ from siglip2_sdk.core.errors import Siglip2Error
 
 from .common import add_command
 
+DEMO_PARITY_DATA = "artifacts/data/test-*.tar"
+DEMO_CALIBRATION_DATA = "artifacts/data/val-*.tar"
+
 
 def add_commands(commands) -> None:
     export = add_command(commands, "export", run_export)
@@ -30,12 +33,15 @@ def add_commands(commands) -> None:
     )
     export.add_argument("--out", type=Path, default=Path("artifacts/bundles"), help="where bundles go")
     export.add_argument(
-        "--parity-data", default="artifacts/data/test-*.tar", help="held-out shards for the parity gate"
+        "--parity-data",
+        default=DEMO_PARITY_DATA,
+        help="held-out image-caption shards (WebDataset .tar) the parity gate compares on, never trained "
+        f"on (default: the demo corpus's test split, {DEMO_PARITY_DATA})",
     )
     export.add_argument("--parity-examples", type=int, default=256, help="examples the gate compares on")
     export.add_argument(
         "--calibration-data",
-        default="artifacts/data/val-*.tar",
+        default=DEMO_CALIBRATION_DATA,
         help="shards whose images and captions static int8 (int8-static) observes; never the parity data "
         "(default: the demo corpus's validation split)",
     )
@@ -104,6 +110,7 @@ def run_export(args: argparse.Namespace) -> int:
                 print(f"skipping {to} {precision}: not offered for {to} yet", file=sys.stderr)
     languages = [tag for tag in (args.languages or "").split(",") if tag]
     check_sources(args.vocab_from, languages)
+    _demo_data_there(args.parity_data, DEMO_PARITY_DATA, "--parity-data", "the parity gate compares on")
     parity_data = parity_data_from_shards(args.parity_data, args.parity_examples, languages)
     model = load_checkpoint(args.checkpoint)
     model_id = _model_id(args.checkpoint)
@@ -111,6 +118,9 @@ def run_export(args: argparse.Namespace) -> int:
     # Only static int8 observes activations; the other schemes never read calibration data.
     calibration = None
     if any(precision.endswith("-static") for _, precision in targets):
+        _demo_data_there(
+            args.calibration_data, DEMO_CALIBRATION_DATA, "--calibration-data", "static int8 observes"
+        )
         calibration = calibration_inputs(
             parity_data_from_shards(args.calibration_data, args.calibration_examples),
             model.image_preprocessing,
@@ -140,6 +150,18 @@ def run_export(args: argparse.Namespace) -> int:
             print(f"{result.folder}: parity gate failed: {'; '.join(result.problems)}", file=sys.stderr)
     Console().print(table)
     return 1 if failed else 0
+
+
+def _demo_data_there(given: str, default: str, flag: str, use: str) -> None:
+    """The demo corpus's shards are only a default: without them, say which flag to give."""
+    import glob
+
+    if given == default and not glob.glob(default):
+        raise Siglip2Error(
+            f"no held-out data for {flag}: pass {flag} SHARDS, WebDataset .tar shards of image-caption "
+            f"pairs the model never trained on, which {use} (the default, '{default}', is the demo "
+            "corpus: `siglip2-sdk data demo` builds it)"
+        )
 
 
 def _pruned_vocabulary(model, data: str | None, languages: list[str]):

@@ -3,8 +3,14 @@ parity gate on real data before it is marked usable."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,6 +19,7 @@ import numpy as np
 
 from siglip2_sdk.core import embedding
 from siglip2_sdk.core.bundle import Manifest, TextPreprocessing, describe_file, write_manifest
+from siglip2_sdk.core.digest import weights_digest
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.fileio import slug
 from siglip2_sdk.core.model import SiglipModel, numpy_runner
@@ -68,12 +75,16 @@ def export_bundle(
     reference: tuple[np.ndarray, np.ndarray] | None = None,
     calibration: Calibration | None = None,
     vocabulary: KeptVocabulary | None = None,
+    digest: str | None = None,
 ) -> ExportResult:
     """Write `out_root/<model>-<runtime>-<precision>/`, measure it against the float model and record
     the figures in its manifest (status "failed" when the gate refuses it). The folder appears whole.
     `calibration` feeds static quantization (int8-static); without it the parity images stand in,
     which only schemes that never read calibration (all but int8-static) or tests should rely on.
-    `vocabulary` prunes the text tower's token table to the kept ids (bundle name suffix `-vocab-...`)."""
+    `vocabulary` prunes the text tower's token table to the kept ids (bundle name suffix `-vocab-...`).
+    `digest`: the checkpoint's `weights_digest`, recorded as the bundle's model identity (computed
+    when not given). An older bundle of the same name is replaced in one step: readers see the old
+    bundle or the new one, never none; staging folders of killed exports are removed."""
     thresholds = thresholds or Thresholds()
     if to not in TARGETS:
         raise Siglip2Error(
@@ -93,11 +104,15 @@ def export_bundle(
     if calibration is None:
         calibration = calibration_inputs(parity_data, model.image_preprocessing, tokenizer)
 
+    if digest is None:
+        digest = weights_digest(model.source_dir)
+
     runtime, lowering = TARGETS[to]
     out_root.mkdir(parents=True, exist_ok=True)
     suffix = vocabulary.suffix if vocabulary else ""
     name = f"{slug(model_id, fallback='model')}-{runtime}-{precision}{suffix}"
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
+    remove_stale_staging(out_root)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}.{os.getpid()}.", dir=out_root))
     try:
         text_tower = PrunedTextEncoder(model, vocabulary) if vocabulary else None
         with quiet_lowering():
@@ -119,6 +134,7 @@ def export_bundle(
             max_batch=lowered.max_batch,
             vocabulary=vocabulary.manifest_entry() if vocabulary else {},
             created_by=f"siglip2-sdk {__version__}",
+            weights_digest=digest,
         )
         backend = open_backend(staging, manifest)
         candidate = _embeddings(
@@ -135,12 +151,81 @@ def export_bundle(
         write_manifest(staging, manifest)
         staging.chmod(0o755)
         folder = out_root / name
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
+        replace_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(folder, manifest, problems)
+
+
+STAGING_PREFIX = ".staging-"
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def replace_folder(new: Path, folder: Path) -> None:
+    """Put `new` in place of `folder` in one step where the system allows it (Linux's renameat2
+    RENAME_EXCHANGE swaps the two names atomically), then delete the old contents. Elsewhere the old
+    folder is renamed aside first, so a reader may find no folder for that moment (never half of one)."""
+    if not folder.exists():
+        new.rename(folder)
+        return
+    if _exchange(new, folder):
+        shutil.rmtree(new, ignore_errors=True)  # `new` now holds the old bundle
+        return
+    aside = new.with_name(new.name + ".old")
+    folder.rename(aside)
+    new.rename(folder)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with renameat2(RENAME_EXCHANGE); False where that is not offered."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd = -100
+    result = renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # not offered by this kernel or file system
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def remove_stale_staging(out_root: Path, older_than_s: float = 24 * 3600.0) -> list[Path]:
+    """Delete staging folders that killed exports left in `out_root`: those whose process (its id is
+    in the name) is gone on this machine, and any older than a day (another machine's). Returns them."""
+    removed = []
+    for staging in out_root.glob(f"{STAGING_PREFIX}*"):
+        pid = _staging_pid(staging.name)
+        with contextlib.suppress(OSError):
+            stale = time.time() - staging.stat().st_mtime > older_than_s
+            if not stale and pid is not None and pid != os.getpid():
+                stale = not _alive(pid)
+            if stale:
+                shutil.rmtree(staging)
+                removed.append(staging)
+    return removed
+
+
+def _staging_pid(name: str) -> int | None:
+    parts = name.split(".")
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def float_embeddings(

@@ -1,4 +1,5 @@
-"""Distillation stage: teacher embedding cache, ACID/ACED selection and losses, training loop, recipes.
+"""Distillation stage: the training config (torch-free), teacher embedding cache, ACID/ACED selection
+and losses, training loop, recipes.
 
 Built on `siglip2_sdk.core` only.
 """

@@ -11,6 +11,7 @@ from pathlib import Path
 from siglip2_sdk.core.bundle import Manifest, read_manifest
 from siglip2_sdk.core.checkpoint_config import read_config, read_image_preprocessing
 from siglip2_sdk.core.config import ModelConfig
+from siglip2_sdk.core.digest import weights_digest
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.hub import resolve_checkpoint
 from siglip2_sdk.core.shards import Example, expand_shards, iter_examples
@@ -54,6 +55,7 @@ def open_baseline(checkpoint: str, threads: int | None) -> Encoder:
         logit_scale=float(backend.model.logit_scale.detach().exp()),
         logit_bias=float(backend.model.logit_bias.detach()),
         source=folder.resolve(),
+        weights_digest=lambda: weights_digest(folder),  # the index ties to it, like Encoder.load's
     )
 
 

@@ -111,7 +111,7 @@ def export_bundle(
     out_root.mkdir(parents=True, exist_ok=True)
     suffix = vocabulary.suffix if vocabulary else ""
     name = f"{slug(model_id, fallback='model')}-{runtime}-{precision}{suffix}"
-    remove_stale_staging(out_root)
+    remove_stale_staging(out_root, name)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}.{os.getpid()}.", dir=out_root))
     try:
         text_tower = PrunedTextEncoder(model, vocabulary) if vocabulary else None
@@ -197,17 +197,21 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def remove_stale_staging(out_root: Path, older_than_s: float = 24 * 3600.0) -> list[Path]:
+def remove_stale_staging(out_root: Path, name: str = "", older_than_s: float = 24 * 3600.0) -> list[Path]:
     """Delete staging folders that killed exports left in `out_root`: those whose process (its id is
-    in the name) is gone on this machine, and any older than a day (another machine's). Returns them."""
+    in the name) is gone on this machine, and any older than a day (another machine's). With `name`,
+    also this bundle's `.NAME.*` folders, where earlier versions staged (no process id in their name),
+    once an hour old. Returns them."""
     removed = []
-    for staging in out_root.glob(f"{STAGING_PREFIX}*"):
-        pid = _staging_pid(staging.name)
+    legacy = list(out_root.glob(f".{name}.*")) if name else []
+    for staging in [*out_root.glob(f"{STAGING_PREFIX}*"), *legacy]:
+        pid = _staging_pid(staging.name) if staging.name.startswith(STAGING_PREFIX) else None
         with contextlib.suppress(OSError):
-            stale = time.time() - staging.stat().st_mtime > older_than_s
+            age = time.time() - staging.stat().st_mtime
+            stale = age > (3600.0 if pid is None and staging in legacy else older_than_s)
             if not stale and pid is not None and pid != os.getpid():
                 stale = not _alive(pid)
-            if stale:
+            if stale and staging.is_dir():
                 shutil.rmtree(staging)
                 removed.append(staging)
     return removed

@@ -145,9 +145,11 @@ def test_an_export_removes_the_staging_folders_of_killed_exports(models, parity_
     stale = tmp_path / f"{STAGING_PREFIX}ckpt-onnxruntime-fp32.{dead.pid}.abc123"
     live = tmp_path / f"{STAGING_PREFIX}ckpt-onnxruntime-fp16.{dead.pid + 10**6}.abc123"  # no such pid
     mine = tmp_path / f"{STAGING_PREFIX}other.{os.getpid()}.abc123"  # a live export's
-    for folder in (stale, live, mine):
+    legacy = tmp_path / ".ckpt-onnxruntime-fp32.k2j4h6g8"  # how earlier versions staged
+    for folder in (stale, live, mine, legacy):
         folder.mkdir()
         (folder / "image.onnx").write_bytes(b"half written")
+    os.utime(legacy, (time.time() - 7200, time.time() - 7200))
     result = export_bundle(load_checkpoint(models[0]), "ckpt", "onnx", "fp32", tmp_path, parity_data)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([result.folder.name, mine.name])
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from siglip2_sdk.core.errors import Siglip2Error
@@ -70,25 +71,68 @@ def run_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def contact_sheet(query: str, hits) -> str:
-    """A self-contained HTML page of the hits (thumbnails link to the files), for a person to look at."""
+# What the demo writes beside its test photos: {file name: {language: caption}}.
+CAPTIONS_FILE = "captions.json"
+
+
+def caption_of(by_language: dict[str, str]) -> str:
+    """The caption a person reads for a photo: its English one, else its first."""
+    return str(by_language.get("en") or next(iter(by_language.values()), ""))
+
+
+def printable(text: str) -> str:
+    """`text` with the odd bytes of a file name that is not UTF-8 escaped, rather than a crash."""
+    return text.encode("utf-8", "backslashreplace").decode()
+
+
+def _read_captions(file: Path) -> dict:
+    try:
+        captions = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none there, or a file of the same name that is not ours
+    return captions if isinstance(captions, dict) else {}
+
+
+def captions_beside(paths) -> dict[str, str]:
+    """Each photo's caption (by path), for the photos that have a `captions.json` beside them."""
+    folders: dict[Path, dict] = {}
+    found = {}
+    for path in paths:
+        folder = Path(path).parent
+        if folder not in folders:
+            folders[folder] = _read_captions(folder / CAPTIONS_FILE)
+        by_language = folders[folder].get(Path(path).name)
+        if isinstance(by_language, dict) and by_language:
+            found[path] = caption_of(by_language)
+    return found
+
+
+def contact_sheet(title: str, searches, captions: dict[str, str]) -> str:
+    """A self-contained HTML page of hits for a person to look at: one section per (heading, hits),
+    each hit a thumbnail linking to its file, its score and its caption (else its file name)."""
     import html
 
     def figure(hit) -> str:
-        uri, name = html.escape(Path(hit.path).as_uri()), html.escape(Path(hit.path).name)
+        path = Path(hit.path)
+        uri, name = html.escape(path.as_uri()), html.escape(printable(path.name))
+        label = html.escape(printable(captions.get(hit.path, path.name)))
         return (
-            f'<figure><a href="{uri}"><img src="{uri}" loading="lazy"></a>'
-            f"<figcaption>{hit.score:.3f} {name}</figcaption></figure>"
+            f'<figure><a href="{uri}"><img src="{uri}" alt="{label}" title="{name}" loading="lazy"></a>'
+            f"<figcaption>{hit.score:.3f} {label}</figcaption></figure>"
         )
 
-    figures = "\n".join(figure(hit) for hit in hits)
+    def section(heading: str, hits) -> str:
+        figures = "\n".join(figure(hit) for hit in hits)
+        return f"<section>{f'<h2>{html.escape(heading)}</h2>' if heading else ''}\n{figures}\n</section>"
+
     style = (
-        "body{font-family:sans-serif} figure{display:inline-block;margin:6px;width:200px} "
+        "body{font-family:sans-serif} figure{display:inline-block;margin:6px;width:200px;vertical-align:top} "
         "img{width:200px;height:200px;object-fit:contain;background:#eee} figcaption{font-size:12px}"
     )
+    sections = "\n".join(section(heading, hits) for heading, hits in searches)
     return (
-        f"<!doctype html><meta charset='utf-8'><title>{html.escape(query)}</title><style>{style}</style>"
-        f"<h1>{html.escape(query)}</h1>\n{figures}\n"
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
+        f"<h1>{html.escape(title)}</h1>\n{sections}\n"
     )
 
 
@@ -107,19 +151,23 @@ def run_search(args: argparse.Namespace) -> int:
     model, runtime = PhotoIndex.encoder_location(args.index)
     with PhotoIndex.open(args.index, Encoder.load(model, runtime=runtime)) as index:
         hits = index.search(args.query if args.image is None else args.image, k=args.k)
+    captions = captions_beside(hit.path for hit in hits)
     if args.html:
+        page = contact_sheet(str(args.query or args.image), [("", hits)], captions)
         try:
-            args.html.write_text(contact_sheet(str(args.query or args.image), hits), encoding="utf-8")
+            args.html.write_text(page, encoding="utf-8")
         except OSError as exc:
             raise Siglip2Error(f"cannot write --html {args.html}: {exc.strerror}") from None
     if args.json:
         print(json.dumps([{"path": hit.path, "score": hit.score} for hit in hits], indent=2))
         return 0
-    table = Table(title=f"{args.query or args.image} ({len(hits)} results)")
+    table = Table(title=f"{escape(str(args.query or args.image))} ({len(hits)} results)")
     table.add_column("score", justify="right")
     table.add_column("path")
+    if captions:
+        table.add_column("caption")
     for hit in hits:
-        # A file name that is not UTF-8 is shown with its odd bytes escaped, not as a crash.
-        table.add_row(f"{hit.score:.3f}", hit.path.encode("utf-8", "backslashreplace").decode())
+        caption = [escape(printable(captions.get(hit.path, "")))] if captions else []
+        table.add_row(f"{hit.score:.3f}", escape(printable(hit.path)), *caption)
     Console().print(table)
     return 0

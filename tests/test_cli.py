@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,11 @@ import pytest
 
 from siglip2_sdk import __version__
 from siglip2_sdk.cli import main
+from siglip2_sdk.cli.search import captions_beside, contact_sheet
 from siglip2_sdk.core.checkpoint import save_checkpoint
 from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.model import build_model
+from siglip2_sdk.index import Hit
 
 from fixtures import build_fake_corpus, make_bundle, write_tiny_tokenizer
 
@@ -119,3 +122,28 @@ def test_eval_on_a_missing_split_is_a_user_error(small_corpus, tmp_path, capsys)
     checkpoint = save_checkpoint(build_model(preset("tiny")), tmp_path / "ckpt", tokenizer_file=tokenizer)
     assert main(["eval", str(checkpoint), "--data", str(tmp_path), "--split", "test"]) == 2
     assert "has no shards for split 'test'" in capsys.readouterr().err
+
+
+def test_contact_sheet_shows_the_captions_beside_the_photos_escaped(tmp_path):
+    (tmp_path / "captions.json").write_text(
+        json.dumps(
+            {"apple.png": {"de": "ein Apfel", "en": "a <red> apple & co"}, "pear.png": {"fr": "une poire"}}
+        )
+    )
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "captions.json").write_text("not json")  # not the demo's: its photos go by file name
+    hits = [Hit(str(tmp_path / name), 0.5) for name in ("apple.png", "pear.png", "plum.png")]
+    hits.append(Hit(str(other / "fig <1>.png"), 0.25))
+    captions = captions_beside(hit.path for hit in hits)
+    assert captions == {hits[0].path: "a <red> apple & co", hits[1].path: "une poire"}
+    page = contact_sheet("what's <this>?", [("fruit & more", hits)], captions)
+    assert "<title>what&#x27;s &lt;this&gt;?</title>" in page and "<h2>fruit &amp; more</h2>" in page
+    figcaptions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert figcaptions == [
+        "0.500 a &lt;red&gt; apple &amp; co",
+        "0.500 une poire",
+        "0.500 plum.png",
+        "0.250 fig &lt;1&gt;.png",
+    ]
+    assert "<red>" not in page

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -20,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from siglip2_sdk.core.errors import Siglip2Error
 
 from .common import add_command, progress
 from .demo_jobs import evaluations, exports, test_examples
+from .search import CAPTIONS_FILE, caption_of, captions_beside, contact_sheet
 
 MODEL_ID = "siglip2-demo-student"
 # ACED: ACID selection plus the explicit distillation term. The ablation
@@ -42,11 +45,15 @@ STUDENT = dict(
     save_every=150,
 )
 EXPORTS = [(to, precision) for to in ("onnx", "tflite", "executorch") for precision in ("fp32", "int8")]
-EXPORT_PROCESSES = 2
-EVAL_PROCESSES = 2  # 0: in this process
+EXPORT_PROCESSES = 2  # 0 (and EVAL_PROCESSES): in this process
+EVAL_PROCESSES = 2
 SLOWEST_FIRST = ("executorch", "tflite", "onnx")
 # (language, caption) queries are picked from the test split itself, so each has a known answer.
 QUERY_LANGUAGES = ("en", "de", "fr", "es", "ja", "zh", "ru", "ar")
+TOP_HITS = 3  # hits the search table shows per query
+PAGE_HITS = 8  # and the contact sheet
+# Photos of earlier versions were named by their key alone; their folder is written again.
+KEY_NAMED = re.compile(r"[0-9a-f]{32}\.\w+")
 
 
 def add_commands(commands) -> None:
@@ -104,6 +111,15 @@ class Layout:
     def index(self) -> Path:
         return self.out / "index"
 
+    @property
+    def search_page(self) -> Path:
+        return self.out / "search.html"
+
+    @property
+    def log(self) -> Path:
+        """What the worker processes print (the exporters' and runtimes' own logs)."""
+        return self.out / "logs" / "demo.log"
+
 
 @dataclass
 class Evaluated:
@@ -128,6 +144,7 @@ class Demo:
         self.student_settings = {**STUDENT, **({"steps": steps} if steps else {})}
         self.started = time.perf_counter()
         self._step = 0
+        self._log_told = False
 
     def announce(self, title: str, total: int = 7) -> None:
         self._step += 1
@@ -137,6 +154,15 @@ class Demo:
 
     def log(self, message: str) -> None:
         self.console.print(f"  {message}")
+
+    def _log_file(self) -> Path:
+        """The worker processes' log, said once where it is."""
+        log = self.layout.log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if not self._log_told:
+            self.log(f"the libraries' own output (exporters, runtimes) goes to {log}")
+            self._log_told = True
+        return log
 
     # --- the steps ---------------------------------------------------------------------------------
 
@@ -199,8 +225,8 @@ class Demo:
         missing.sort(key=lambda key: SLOWEST_FIRST.index(key[0]))
         workers = min(EXPORT_PROCESSES, len(missing))
         inputs = (str(student), str(self.layout.data), str(self.layout.bundles), MODEL_ID)
-        with self.console.status(f"exporting {len(missing)} bundles, {workers} at a time"):
-            for name, problems, seconds in exports(missing, inputs, workers):
+        with self.console.status(f"exporting {len(missing)} bundles, {max(workers, 1)} at a time"):
+            for name, problems, seconds in exports(missing, inputs, workers, self._log_file()):
                 verdict = "[green]ok[/]" if not problems else f"[red]failed[/]: {'; '.join(problems)}"
                 self.log(f"{name}: {seconds:.0f} s, parity {verdict}")
         return list(folders.values())
@@ -222,13 +248,16 @@ class Demo:
         if missing:
             workers = min(EVAL_PROCESSES, len(missing))
             with self.console.status(f"evaluating {len(missing)} models, {max(workers, 1)} at a time"):
-                for name, results, seconds in evaluations(missing, self.layout.data, workers):
+                for name, results, seconds in evaluations(
+                    missing, self.layout.data, workers, self._log_file()
+                ):
                     (self.layout.evals / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
                     self.log(f"{name}: {seconds:.0f} s")
                     measured[name] = results
         return [_row(name, folder, measured[name]) for name, folder in models.items()]
 
     def index_and_search(self, bundle: Path) -> None:
+        from siglip2_sdk.core.fileio import atomic_write_text
         from siglip2_sdk.encoder import Encoder
         from siglip2_sdk.index import PhotoIndex
 
@@ -244,30 +273,20 @@ class Demo:
                 f"{self.layout.index}: {report.added} added, {report.skipped} unchanged, "
                 f"{len(report.failed)} failed, in {elapsed:.1f} s"
             )
-            table = Table(
-                title="multilingual text search over the test photos: where the captioned photo ranks"
-            )
-            for column in ("language", "query", "rank of its photo", "its score", "best score"):
-                table.add_column(column, justify="left" if column in ("language", "query") else "right")
-            for language, query, answer in _queries(captions):
-                hits = index.search(query, k=len(captions))
-                names = [Path(hit.path).name for hit in hits]
-                rank = names.index(answer) + 1 if answer in names else None
-                its_score = f"{hits[rank - 1].score:.3f}" if rank else "-"
-                table.add_row(
-                    language,
-                    query,
-                    f"{rank} of {len(names)}" if rank else "-",
-                    its_score,
-                    f"{hits[0].score:.3f}",
-                )
-            self.console.print(table)
+            searches = [
+                (language, query, answer, index.search(query, k=len(captions)))
+                for language, query, answer in _queries(captions)
+            ]
+        self.console.print(_search_table(searches, captions))
+        atomic_write_text(self.layout.search_page, _search_page(searches))
+        self.log(f"these searches with their photos: {self.layout.search_page}")
 
     def summary(self, rows: list[Evaluated], teacher: Path, student: Path) -> None:
         self.announce("summary")
+        chance = _retrieval_chance(test_examples(self.layout.data))
         table = Table(
-            title="demo: test split, R@1 and top-1 in % "
-            f"(chance: t→i R@1 ≈ 0.1, zero-shot {_chance(rows):.1f}); ms: batch 1 on one thread"
+            title=f"demo: test split, R@1 and top-1 in % (chance: t→i R@1 {chance.get('all', 0.0):.2f}, "
+            f"zero-shot {_zero_shot_chance(rows):.1f}); ms: batch 1 on one thread"
         )
         columns = (
             "model", "runtime", "precision", "gate", "MB", "t→i R@1", "i→t R@1", "zero-shot top-1",
@@ -281,6 +300,7 @@ class Demo:
                 f"{row.megabytes:.1f}" if row.megabytes is not None else "-", *_measured_cells(row.results),
             )  # fmt: skip
         self.console.print(table)
+        self.console.print(_language_table(rows, chance))
         layout = self.layout
         self.console.print(
             f"artifacts: corpus {layout.data}, teacher {teacher}, student {student}, bundles "
@@ -290,11 +310,39 @@ class Demo:
         self.console.print(f"done in {(time.perf_counter() - self.started) / 60:.1f} min")
 
 
-def _chance(rows: list[Evaluated]) -> float:
+def _zero_shot_chance(rows: list[Evaluated]) -> float:
     """Zero-shot top-1 of guessing, in %: the mean over label sets of 1 / classes."""
     measured = next((row.results for row in rows if row.results), None)
     sets = measured["full"]["zero_shot"].values() if measured else ()
     return 100 * statistics.mean(1 / s["classes"] for s in sets) if sets else 0.0
+
+
+def _retrieval_chance(examples) -> dict[str, float]:
+    """Text→image R@1 of a random ranking per caption language, in %: the mean over texts of the share
+    of the images that are right for it (several, where photos share a caption)."""
+    from siglip2_sdk.core.evaluate import retrieval_tasks
+
+    return {
+        language: 100 * statistics.mean(len(right) for right in task.text_to_images) / len(task.image_indices)
+        for language, task in retrieval_tasks(examples).items()
+    }
+
+
+def _language_table(rows: list[Evaluated], chance: dict[str, float]) -> Table:
+    """Text→image R@1 over all languages, then per query language, of each model, and chance's row."""
+    languages = ("all", *QUERY_LANGUAGES)
+    table = Table(title="text→image R@1 in % by caption language, beside chance (last row)")
+    table.add_column("model")
+    for language in languages:
+        table.add_column(language, justify="right")
+    for row in rows:
+        retrieval = row.results["full"]["retrieval"] if row.results else {}
+        cells = (retrieval.get(language, {}).get("text_to_image", {}).get("R@1") for language in languages)
+        table.add_row(row.name, *("-" if cell is None else f"{100 * cell:.1f}" for cell in cells))
+    table.add_row(
+        "chance", *(f"{chance[lang]:.2f}" if lang in chance else "-" for lang in languages), style="dim"
+    )
+    return table
 
 
 def _measured_cells(results: dict | None) -> tuple[str, ...]:
@@ -333,20 +381,37 @@ def _row(name: str, folder: Path, results: dict | None) -> Evaluated:
 
 def _export_test_photos(data: Path, folder: Path) -> tuple[Path, dict[str, dict[str, str]]]:
     """The test split's images as files (what a user's photo folder is) and their captions by file name."""
-    from siglip2_sdk.core.fileio import atomic_write_text, slug
+    from siglip2_sdk.core.fileio import atomic_write_text
 
-    captions_file = folder / "captions.json"
-    if captions_file.is_file():
-        return folder, json.loads(captions_file.read_text(encoding="utf-8"))
+    captions_file = folder / CAPTIONS_FILE
+    old = json.loads(captions_file.read_text(encoding="utf-8")) if captions_file.is_file() else {}
+    if old and not any(KEY_NAMED.fullmatch(name) for name in old):
+        return folder, old
+    for name in old:
+        (folder / name).unlink(missing_ok=True)  # so the index forgets them
     folder.mkdir(parents=True, exist_ok=True)
-    captions = {}
+    captions: dict[str, dict[str, str]] = {}
     for example in test_examples(data):
-        name = f"{slug(example.key)}.{example.image_ext}"
+        name = _photo_name(example)
+        if name in captions:  # the same source, caption and key prefix: the whole key tells them apart
+            name = _photo_name(example, len(example.key))
         (folder / name).write_bytes(example.image)
         captions[name] = example.captions
     # Written last: its presence says every photo is there.
     atomic_write_text(captions_file, json.dumps(captions, ensure_ascii=False, indent=1) + "\n")
     return folder, captions
+
+
+def _name_part(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _photo_name(example, key_digits: int = 8) -> str:
+    """`SOURCE-CAPTION-KEY.EXT` (the English caption cut to ~40 characters, the key's first digits), so
+    a file browser, the index and the contact sheet show what a photo is; unique by the key."""
+    caption = _name_part(caption_of(example.captions))[:40].strip("-")
+    parts = (_name_part(example.meta.get("source", "")), caption, _name_part(example.key)[:key_digits])
+    return "-".join(part for part in parts if part) + f".{example.image_ext}"
 
 
 def _queries(captions: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
@@ -364,6 +429,50 @@ def _queries(captions: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
             caption, name = unique[len(unique) // 2]
             queries.append((language, caption, name))
     return queries
+
+
+def _rank(answer: str, hits) -> int | None:
+    """Where the photo named `answer` is among `hits` (1 = first); None: not among them."""
+    names = [Path(hit.path).name for hit in hits]
+    return names.index(answer) + 1 if answer in names else None
+
+
+def _search_page(searches: list[tuple[str, str, str, list]]) -> str:
+    """The contact sheet of the demo's searches: a section per query, its best hits with their captions."""
+
+    def heading(language: str, query: str, answer: str, hits) -> str:
+        rank = _rank(answer, hits)
+        where = f"its photo ranks {rank} of {len(hits)}" if rank else "its photo is not among the hits"
+        return f"{language}: {query} ({where})"
+
+    return contact_sheet(
+        "demo: multilingual search over the test photos",
+        [(heading(*search), search[-1][:PAGE_HITS]) for search in searches],
+        captions_beside(hit.path for *_, hits in searches for hit in hits[:PAGE_HITS]),
+    )
+
+
+def _search_table(searches: list[tuple[str, str, str, list]], captions: dict[str, dict[str, str]]) -> Table:
+    """Per (language, query, its photo, hits): where its photo ranks, and the top hits with their
+    own captions, so a person sees what the model found instead of it."""
+    table = Table(title="multilingual text search over the test photos: where the captioned photo ranks")
+    table.add_column("language")
+    table.add_column("query")
+    table.add_column("rank of its photo", justify="right")
+    table.add_column("its score", justify="right")
+    table.add_column(f"top {TOP_HITS} hits: score, English caption (bold: its photo)")
+    for language, query, answer, hits in searches:
+        rank = _rank(answer, hits)
+        top = []
+        for hit in hits[:TOP_HITS]:
+            name = Path(hit.path).name
+            line = f"{hit.score:.3f} {escape(caption_of(captions.get(name, {})) or name)}"
+            top.append(f"[bold]{line}[/]" if name == answer else line)
+        table.add_row(
+            language, escape(query), f"{rank} of {len(hits)}" if rank else "-",
+            f"{hits[rank - 1].score:.3f}" if rank else "-", "\n".join(top),
+        )  # fmt: skip
+    return table
 
 
 def _best_bundle(rows: list[Evaluated], models: dict[str, Path]) -> Path:

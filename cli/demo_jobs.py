@@ -2,12 +2,16 @@
 bundle, and measuring each model on the test split. Exporters are mostly single-threaded Python
 (graph capture, lowering, conversion) and a demo-sized model does not fill a second core while it is
 evaluated, so two jobs at a time roughly halve both steps (benchmarks/results/design_choices.md).
+What the workers print goes to the demo's log file, not its terminal.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import as_completed
 from pathlib import Path
 
@@ -26,6 +30,28 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def _output_to(log: str) -> None:
+    """Everything this process prints goes to the end of `log` from now on. At the file-descriptor
+    level: the native libraries under the exporters and runtimes (ExecuTorch's cpuinfo, TFLite's
+    converter, absl) write to fds 1 and 2 directly, past sys.stdout and sys.stderr."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s")
+    logging.captureWarnings(True)
+
+
+def _logged(log: str, setup: Callable[..., dict], *args) -> dict:
+    """`setup(*args)` in a worker whose output goes to `log`: the demo's terminal shows its own
+    progress, not its libraries' advice to their developers."""
+    _output_to(log)
+    logging.getLogger(__name__).info("worker started: %s", setup.__name__)
+    return setup(*args)
 
 
 # --- exports -------------------------------------------------------------------------------------
@@ -66,14 +92,16 @@ def _export_one(to: str, precision: str) -> tuple[str, list[str], float]:
     return result.folder.name, list(result.problems), time.perf_counter() - started
 
 
-def exports(targets: list[tuple[str, str]], inputs: tuple[str, str, str, str], workers: int) -> Iterator:
-    """`_export_one` of each (to, precision), as each finishes: in `workers` spawned processes, or
-    with one worker here, in this process (where a test's patched exporter applies)."""
-    if workers == 1:
+def exports(
+    targets: list[tuple[str, str]], inputs: tuple[str, str, str, str], workers: int, log: Path
+) -> Iterator:
+    """`_export_one` of each (to, precision), as each finishes: in `workers` spawned processes whose
+    output goes to `log`; `workers=0`: in this process (where a test's patched exporter applies)."""
+    if workers == 0:
         load(_export_setup, *inputs, False)
         yield from (_export_one(to, precision) for to, precision in targets)
         return
-    with spawned_pool(workers, _export_setup, *inputs, True) as pool:
+    with spawned_pool(workers, _logged, str(log), _export_setup, *inputs, True) as pool:
         for job in as_completed([pool.submit(_export_one, to, precision) for to, precision in targets]):
             yield job.result()
 
@@ -110,15 +138,17 @@ def _evaluate_one(name: str, folder: str) -> tuple[str, dict, float]:
     return name, measure(Path(folder), loaded()["examples"], threads=1), time.perf_counter() - started
 
 
-def evaluations(models: dict[str, Path], data: Path, workers: int) -> Iterator[tuple[str, dict, float]]:
-    """(name, results, seconds) of each model, as each finishes, in `workers` spawned processes;
-    `workers=0`: in this process, on its threads (tests)."""
+def evaluations(
+    models: dict[str, Path], data: Path, workers: int, log: Path
+) -> Iterator[tuple[str, dict, float]]:
+    """(name, results, seconds) of each model, as each finishes, in `workers` spawned processes whose
+    output goes to `log`; `workers=0`: in this process, on its threads (tests)."""
     if workers == 0:
         examples = test_examples(data)
         for name, folder in models.items():
             started = time.perf_counter()
             yield name, measure(folder, examples), time.perf_counter() - started
         return
-    with spawned_pool(workers, _evaluation_setup, str(data)) as pool:
+    with spawned_pool(workers, _logged, str(log), _evaluation_setup, str(data)) as pool:
         for job in as_completed([pool.submit(_evaluate_one, name, str(f)) for name, f in models.items()]):
             yield job.result()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +121,14 @@ def tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
 
     tokenizer = write_tiny_tokenizer(folder / "tokenizer.json")
     return save_checkpoint(build_model(preset("tiny"), seed=seed), folder / "ckpt", tokenizer_file=tokenizer)
+
+
+def noisy_setup(message: str) -> dict:
+    """A worker setup that prints as the exporters' libraries do: natively to fds 1 and 2, with print,
+    as a warning and as a log record."""
+    os.write(1, f"{message} on fd 1\n".encode())
+    os.write(2, f"{message} on fd 2\n".encode())
+    print(f"{message} from print")
+    warnings.warn(f"{message} as a warning", stacklevel=1)
+    logging.getLogger("absl").warning("%s from absl", message)
+    return {}

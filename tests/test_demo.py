@@ -10,15 +10,19 @@ demo must still finish). The slow test runs the full export matrix.
 from __future__ import annotations
 
 import json
+import os
 import re
+import statistics
 import time
 from pathlib import Path
 
 import pytest
 
 from siglip2_sdk import Encoder, PhotoIndex
-from siglip2_sdk.cli import demo, main
+from siglip2_sdk.cli import demo, demo_jobs, main
 from siglip2_sdk.core.bundle import read_manifest
+from siglip2_sdk.core.shards import Example
+from siglip2_sdk.core.workers import spawned_pool
 from siglip2_sdk.data import build
 from siglip2_sdk.data.debian import PackageRoot
 from siglip2_sdk.distill import recipes
@@ -26,7 +30,7 @@ from siglip2_sdk.export import writer
 from siglip2_sdk.export.parity import Thresholds
 from siglip2_sdk.export.writer import PRECISIONS, TARGETS
 
-from fixtures import SOURCES, write_tiny_tokenizer
+from fixtures import SOURCES, noisy_setup, write_tiny_tokenizer
 
 TINY_TRAINING = dict(student="tiny", steps=3, batch_size=8, warmup_steps=1, threads=1)
 TINY_TEACHER = dict(TINY_TRAINING, lr=1e-3)
@@ -55,15 +59,31 @@ def run(out: Path, capsys) -> tuple[str, float]:
     return capsys.readouterr().out, time.perf_counter() - started
 
 
-def summary_rows(output: str) -> dict[str, str]:
-    """The summary table's rows by model name (the table printed last)."""
-    table = output[output.rindex("demo: test split") :]
+LANGUAGE_TABLE = "text→image R@1 in % by caption language"
+
+
+def table_rows(output: str, title: str, end: str) -> dict[str, list[str]]:
+    """The cells of each row, by its first, of the last table titled `title` (up to `end`)."""
+    table = output[output.rindex(title) :]
     rows = {}
-    for line in table.splitlines():
-        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+    for line in table[: table.index(end)].splitlines():
+        cells = [cell.strip() for cell in re.split("[│┃]", line.strip("│┃ "))]
         if len(cells) > 1 and cells[0]:
-            rows[cells[0]] = line
+            rows[cells[0]] = cells
     return rows
+
+
+def summary_rows(output: str) -> dict[str, str]:
+    """The summary table's rows by model name, each as one line."""
+    return {
+        name: " │ ".join(cells)
+        for name, cells in table_rows(output, "demo: test split", LANGUAGE_TABLE).items()
+    }
+
+
+def language_rows(output: str) -> dict[str, list[str]]:
+    """The per-language table's cells by model name (and "chance"), the header's under "model"."""
+    return table_rows(output, LANGUAGE_TABLE, "artifacts:")
 
 
 def artifact_times(out: Path) -> dict[Path, int]:
@@ -93,7 +113,11 @@ def check_demo(out: Path, exports: list[tuple[str, str]], capsys) -> None:
         assert manifest.status in rows[name]
         # Readers refuse a bundle that failed its gate, so the demo lists it without measuring it.
         assert (out / "eval" / f"{name}.json").is_file() == (manifest.status == "ok")
-    assert json.loads((out / "eval" / "student.json").read_text())["t2i_R@1"] >= 0.0
+    student = json.loads((out / "eval" / "student.json").read_text())
+    assert student["t2i_R@1"] >= 0.0
+    check_language_table(first, student, {"teacher", "student", *manifests})
+    assert f"the libraries' own output (exporters, runtimes) goes to {out / 'logs' / 'demo.log'}" in first
+    assert "worker started: _evaluation_setup" in (out / "logs" / "demo.log").read_text()
 
     photos = sorted(p for p in (out / "photos").iterdir() if p.name != "captions.json")
     assert photos
@@ -102,6 +126,9 @@ def check_demo(out: Path, exports: list[tuple[str, str]], capsys) -> None:
     with PhotoIndex.open(out / "index", Encoder.load(out / "bundles" / indexed_with)) as index:
         hits = index.search("shape 3", k=len(photos))
     assert sorted(Path(hit.path).name for hit in hits) == [photo.name for photo in photos]
+    captions = json.loads((out / "photos" / "captions.json").read_text())
+    check_photo_names(captions)
+    check_searches(first, out, captions, indexed_with, capsys)
 
     before = artifact_times(out)
     second, second_seconds = run(out, capsys)
@@ -116,11 +143,87 @@ def check_demo(out: Path, exports: list[tuple[str, str]], capsys) -> None:
     )
 
 
+def check_language_table(output: str, results: dict, models: set[str]) -> None:
+    """R@1 overall and per query language beside chance: a column per language, a row per model."""
+    rows = language_rows(output)
+    assert rows["model"] == ["model", "all", *demo.QUERY_LANGUAGES]
+    assert models | {"chance"} <= set(rows)
+    for language, cell in zip(rows["model"][1:], rows["student"][1:], strict=True):
+        measured = results["full"]["retrieval"].get(language)
+        assert cell == (f"{100 * measured['text_to_image']['R@1']:.1f}" if measured else "-")
+        # A random ranking finds one of at least one right photo among its images.
+        assert (rows["chance"][rows["model"].index(language)] == "-") == (measured is None)
+        if measured:
+            assert float(rows["chance"][rows["model"].index(language)]) >= 100 / measured["images"] - 0.005
+
+
+def check_photo_names(captions: dict[str, dict[str, str]]) -> None:
+    """Each photo is named by its source, its English caption and its key: readable and unique."""
+    for name, by_language in captions.items():
+        words = re.sub(r"[^a-z0-9]+", "-", by_language["en"].lower()).strip("-")
+        assert re.fullmatch(rf"(shapes|big)-{words}-[0-9a-f]{{8}}\.png", name), name
+
+
+def check_searches(output: str, out: Path, captions: dict, bundle: str, capsys) -> None:
+    """Each query's top hits with their own captions, in the demo's table, its page and `search`."""
+    queries = demo._queries(captions)
+    assert queries
+    page = (out / "search.html").read_text()
+    assert f"these searches with their photos: {out / 'search.html'}" in output
+    with PhotoIndex.open(out / "index", Encoder.load(out / "bundles" / bundle)) as index:
+        for language, query, _ in queries:
+            hits = index.search(query, k=demo.TOP_HITS)
+            for hit in hits:
+                caption = captions[Path(hit.path).name]["en"]
+                assert f"{hit.score:.3f} {caption}" in output
+                assert f"{hit.score:.3f} {caption}</figcaption>" in page
+            assert f"<h2>{language}: {query} (its photo " in page
+    sheet = out / "sheet.html"
+    assert main(["search", query, "--index", str(out / "index"), "-k", "3", "--html", str(sheet)]) == 0
+    printed = capsys.readouterr().out
+    for hit in hits:
+        caption = captions[Path(hit.path).name]["en"]
+        assert caption in printed and f"{hit.score:.3f} {caption}</figcaption>" in sheet.read_text()
+
+
+def test_retrieval_chance_counts_every_right_photo_of_a_caption():
+    captions = [{"en": "a", "de": "x"}, {"en": "a", "de": "y"}, {"en": "b"}, {"en": "c"}]
+    examples = [Example(str(i), b"", "png", by_language) for i, by_language in enumerate(captions)]
+    chance = demo._retrieval_chance(examples)
+    # en: "a" has 2 right photos of 4, "b" and "c" 1 each; de: 1 of the 2 photos with a German caption.
+    assert chance["en"] == pytest.approx(100 * statistics.mean([2 / 4, 1 / 4, 1 / 4]))
+    assert chance["de"] == pytest.approx(50.0)
+    assert chance["all"] == pytest.approx(100 * statistics.mean([2 / 4, 1 / 4, 1 / 4, 1 / 4, 1 / 4]))
+
+
+def test_photo_names_are_readable_safe_and_unique():
+    twins = [Example(key, b"", "png", {"en": "A red/apple: \"big\" & <shiny>!"}, meta={"source": "Open Clip"})
+             for key in ("abcdef0123", "abcdef0199")]  # fmt: skip
+    first = demo._photo_name(twins[0])
+    assert first == "open-clip-a-red-apple-big-shiny-abcdef01.png"
+    assert demo._photo_name(twins[1], len(twins[1].key)) != first
+    long = Example("ff" * 16, b"", "jpg", {"de": "x" * 100, "en": "word " * 30})
+    assert demo._photo_name(long) == f"{('word-' * 8).strip('-')}-ffffffff.jpg"
+
+
+def test_worker_output_goes_to_the_log_not_the_terminal(tmp_path, capfd):
+    log = tmp_path / "logs" / "demo.log"
+    log.parent.mkdir()
+    with spawned_pool(1, demo_jobs._logged, str(log), noisy_setup, "library noise") as pool:
+        assert pool.submit(os.getpid).result() != os.getpid()
+    out, err = capfd.readouterr()
+    assert "library noise" not in out + err
+    logged = log.read_text()
+    for how in ("on fd 1", "on fd 2", "from print", "as a warning", "from absl"):
+        assert f"library noise {how}" in logged
+    assert "worker started: noisy_setup" in logged
+
+
 def test_demo_runs_every_step_then_skips_them_all(tiny_demo, monkeypatch, capsys):
     monkeypatch.setattr(demo, "EXPORTS", FAST_EXPORTS)
     # In this process, where the patch below applies (make demo exports in worker processes: the slow
     # test runs that way).
-    monkeypatch.setattr(demo, "EXPORT_PROCESSES", 1)
+    monkeypatch.setattr(demo, "EXPORT_PROCESSES", 0)
     # An int8 bundle that fails its gate must not stop the demo, whatever this tiny model's int8 error
     # happens to be: an unreachable threshold makes the failure certain.
     export_bundle = writer.export_bundle
@@ -134,6 +237,18 @@ def test_demo_runs_every_step_then_skips_them_all(tiny_demo, monkeypatch, capsys
     check_demo(tiny_demo, FAST_EXPORTS, capsys)
     failed = read_manifest(tiny_demo / "bundles" / "siglip2-demo-student-onnxruntime-int8")
     assert failed.status == "failed"
+
+    # The photos as an earlier version left them, named by their keys, are written again.
+    photos = tiny_demo / "photos"
+    readable = json.loads((photos / "captions.json").read_text())
+    key_named = {f"{name[-12:-4] * 4}.png": by_language for name, by_language in readable.items()}
+    for name, old in zip(readable, key_named, strict=True):
+        (photos / name).rename(photos / old)
+    (photos / "captions.json").write_text(json.dumps(key_named))
+    output, _ = run(tiny_demo, capsys)
+    assert json.loads((photos / "captions.json").read_text()) == readable
+    assert sorted(p.name for p in photos.iterdir()) == sorted([*readable, "captions.json"])
+    assert f"{len(readable)} added, 0 unchanged" in output
 
 
 @pytest.mark.slow

@@ -204,22 +204,39 @@ class TextEncoder(nn.Module):
         return F.normalize(self.text_model(input_ids), dim=-1)
 
 
+# Names the scheme `init_weights` follows, so that what was trained from scratch with another one
+# (a cached demo teacher) is not taken for the same recipe.
+INIT_SCHEME = "big_vision-xavier"
+
+
 def init_weights(model: SiglipModel, seed: int = 0) -> SiglipModel:
-    """Fresh weights for training from scratch: truncated-normal linears/embeddings, as in big_vision
-    (std 0.02; position embeddings 1/sqrt(width)); LayerNorms at identity; t' = log 10, b = -10."""
+    """Fresh weights for training from scratch, as big_vision initializes SigLIP: Xavier-uniform
+    linears (attention, MLPs, heads) and MAP probe, LeCun-normal patch embedding (Flax's Conv
+    default), token and position embeddings normal with std 1/sqrt(width) (Flax's Embed default),
+    zero biases, LayerNorms at identity; t' = log 10, b = -10.
+
+    The scale matters at small widths: with every weight at std 0.02 (what this used before), a
+    width-128 demo model could not memorize 64 pairs in 300 steps; with these it does in 100."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, nn.Linear | nn.Conv2d):
-                nn.init.trunc_normal_(module.weight, std=0.02, a=-0.04, b=0.04, generator=generator)
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                fan_in, fan_out = module.weight.shape[1], module.weight.shape[0]
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                module.weight.uniform_(-bound, bound, generator=generator)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Conv2d):
+                std = module.weight[0].numel() ** -0.5
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std, generator=generator)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
-                std = module.weight.shape[1] ** -0.5 if "position" in name else 0.02
-                nn.init.normal_(module.weight, std=std, generator=generator)
+                nn.init.normal_(module.weight, std=module.weight.shape[1] ** -0.5, generator=generator)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        nn.init.normal_(model.vision_model.head.probe, std=0.02, generator=generator)
+        probe = model.vision_model.head.probe
+        bound = math.sqrt(6.0 / (1 + probe.shape[-1]))  # Xavier over Flax's (1, 1, width): fan-in 1
+        probe.uniform_(-bound, bound, generator=generator)
         model.logit_scale.fill_(math.log(10.0))
         model.logit_bias.fill_(-10.0)
     return model

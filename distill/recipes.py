@@ -12,6 +12,7 @@ from siglip2_sdk.core.checkpoint import load_checkpoint
 from siglip2_sdk.core.digest import weights_digest
 from siglip2_sdk.core.fileio import slug
 from siglip2_sdk.core.hub import resolve_checkpoint
+from siglip2_sdk.core.model import INIT_SCHEME
 from siglip2_sdk.core.shards import expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
 
@@ -30,7 +31,7 @@ DEMO_TEACHER = dict(student="demo-teacher", steps=600, batch_size=256, lr=1e-3, 
 def demo_teacher_dir(data: str) -> Path:
     """Where the demo teacher for this data and recipe lives (trained once, then reused)."""
     fingerprint = teacher_cache.data_fingerprint(expand_shards(data))
-    recipe = hashlib.sha256(repr(sorted(DEMO_TEACHER.items())).encode()).hexdigest()[:6]
+    recipe = hashlib.sha256(repr((sorted(DEMO_TEACHER.items()), INIT_SCHEME)).encode()).hexdigest()[:6]
     return cache_dir() / "teachers" / f"demo-{fingerprint}-{recipe}"
 
 

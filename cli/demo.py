@@ -175,7 +175,10 @@ class Demo:
             self.log(f"[yellow]source {name} skipped[/]: {reason}")
         stats = report.stats
         state = "built" if report.assembled else "up to date (skipped)"
-        self.log(f"{state}: {stats['pairs']:,} pairs, {len(stats['languages'])} caption languages")
+        self.log(
+            f"{state}: {stats['pairs']:,} pairs, {len(stats['languages'])} caption languages, "
+            f"pairs digest {stats.get('pairs_digest', '-')}"
+        )
 
     def teacher(self) -> Path:
         from siglip2_sdk.distill import recipes

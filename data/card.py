@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -21,6 +23,16 @@ def _image_sizes(records: list) -> dict:
         "max": [max(widths), max(heights)],
         "mean": [round(sum(widths) / len(widths), 1), round(sum(heights) / len(heights), 1)],
     }
+
+
+def pairs_digest(splits: dict[str, list]) -> str:
+    """sha256 over every pair as written (split, pixel key, captions): two builds that agree on it
+    made the same corpus, whatever machine they ran on."""
+    digest = hashlib.sha256()
+    for split, records in splits.items():
+        for record in records:
+            digest.update(json.dumps([split, record.key, record.meta["captions"]], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
 
 
 def compute_stats(
@@ -47,6 +59,7 @@ def compute_stats(
         "created_by": f"siglip2-sdk {__version__}",
         "fingerprint": fingerprint,
         "pairs": sum(len(records) for records in splits.values()),
+        "pairs_digest": pairs_digest(splits),
         "splits": {split: len(records) for split, records in splits.items()},
         "sources": {
             source.name: {
@@ -81,6 +94,8 @@ def render_readme(stats: dict) -> str:
         "",
         f"- pairs: {stats['pairs']:,} ({', '.join(f'{k} {v:,}' for k, v in stats['splits'].items())})",
         f"- languages: {len(stats['languages'])}",
+        f"- pairs digest: `{stats['pairs_digest']}` (sha256 over split, pixel key and captions of every "
+        "pair: two builds with the same digest made the same corpus)",
         "- layout: WebDataset shards `{split}-NNNNNN.tar`, each sample `KEY.png` + `KEY.json` (captions per "
         "language, labels, source, license) + `KEY.txt` (English caption); KEY is a hash of the pixels",
         "- split: by that hash (80 / 10 / 10), so no image is in two splits; exact duplicate images "

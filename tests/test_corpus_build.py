@@ -78,6 +78,19 @@ def test_split_is_a_function_of_the_pixels(fake_packages, tmp_path):
         a = sorted(e.key for e in iter_examples(split_shards(tmp_path / "a", split)))
         b = sorted(e.key for e in iter_examples(split_shards(tmp_path / "b", split)))
         assert a == b
+    digest = [json.loads((tmp_path / name / "stats.json").read_text())["pairs_digest"] for name in "ab"]
+    assert digest[0] == digest[1]
+
+
+def test_pairs_digest_tells_corpora_apart_by_any_caption():
+    from siglip2_sdk.data.build import Record
+    from siglip2_sdk.data.card import pairs_digest
+
+    def corpus(caption: str) -> dict:
+        return {"train": [Record("k1", b"", {"captions": {"en": caption}})], "test": []}
+
+    assert pairs_digest(corpus("a red apple")) == pairs_digest(corpus("a red apple"))
+    assert pairs_digest(corpus("a red apple")) != pairs_digest(corpus("a green apple"))
 
 
 def test_repeated_captions_are_capped_per_source(fake_packages, tmp_path):

@@ -94,7 +94,7 @@ HELP = {
     "lr": f"peak learning rate (default: {_starting_default('lr')})",
     "weight_decay": f"(default: {_starting_default('weight_decay')})",
     "accumulate": "micro-batches per step",
-    "captions": "caption languages: en, all, sample, or en,de,...",
+    "captions": "caption languages: en, all, sample, en+sample (English half the time), or en,de,...",
     "shuffle": "examples in the shuffle buffer (default: 2000)",
     "eval_every": "steps between evaluations (0: at the end)",
     "eval_limit": "examples of --eval-data evaluated (default: 1000)",

@@ -57,6 +57,17 @@ def test_policies_choose_the_right_captions():
     assert caption_policy("en, de") == ("en", "de")
 
 
+def test_english_half_policy_gives_english_half_the_time_and_keeps_every_language():
+    rng = random.Random(0)
+    drawn = [choose_captions(CAPTIONS, "en+sample", rng)[0][0] for _ in range(2000)]
+    assert 0.45 < drawn.count("en") / len(drawn) < 0.55
+    assert 0.2 < drawn.count("de") / len(drawn) < 0.3 and 0.2 < drawn.count("fr") / len(drawn) < 0.3
+    assert choose_captions({"en": "only english"}, "en+sample", rng) == [("en", "only english")]
+    assert choose_captions({"de": "nur deutsch"}, "en+sample", rng) == [("de", "nur deutsch")]
+    assert choose_captions({}, "en+sample", rng) == []
+    assert caption_policy("en+sample") == "en+sample"
+
+
 def test_pairs_are_preprocessed_and_tokenized(corpus, tokenizer):
     pairs = load(corpus, tokenizer, policy="en", shuffle=0)
     pixels, ids, key, language = pairs[0]

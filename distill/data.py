@@ -25,7 +25,8 @@ POLICIES = ("en", "all", "sample", "en+sample")
 
 def caption_policy(spec: str) -> str | tuple[str, ...]:
     """ "en" (English only), "all" (one training pair per caption), "sample" (one language drawn per
-    example and epoch), "en+sample" (English half of the time, else one of the others drawn), or a comma-separated list of language tags ("en,de,fr": those only)."""
+    example and epoch), "en+sample" (English half of the time, else one of the others drawn), or a
+    comma-separated list of language tags ("en,de,fr": those only)."""
     if spec in POLICIES:
         return spec
     languages = tuple(tag.strip() for tag in spec.split(",") if tag.strip())

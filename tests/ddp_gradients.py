@@ -2,7 +2,9 @@
 
 Run alone for one process, or under torchrun for several; tests/test_train.py compares the two.
 Every collective the step makes is recorded, and the script fails if one gets a tensor that is not
-on the process group's device (NCCL takes CUDA tensors only, so gloo on CPU would not notice).
+on the process group's device (NCCL takes CUDA tensors only), or that is called from anywhere but
+`processes.gather`: on CPU under gloo the device check cannot fail, and gather builds what it sends on
+the device of the embeddings it gathers.
 
     python tests/ddp_gradients.py CONFIG.json OUT.safetensors [float64]
     python -m torch.distributed.run --nproc_per_node 2 tests/ddp_gradients.py CONFIG.json OUT.safetensors
@@ -27,7 +29,7 @@ from safetensors.torch import save_file
 
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.distill.config import TrainConfig
-from siglip2_sdk.distill.processes import start_processes
+from siglip2_sdk.distill.processes import gather, start_processes
 from siglip2_sdk.distill.state import Position
 from siglip2_sdk.distill.teacher_cache import TeacherCache
 from siglip2_sdk.distill.train import build_student, epochs, towers_for, train_step
@@ -47,6 +49,13 @@ def record_collectives(device: torch.device) -> list[str]:
             for tensor in tensors:
                 if tensor.device.type != device.type:
                     raise AssertionError(f"{name} got a tensor on {tensor.device}; the group is on {device}")
+            # Under gloo the model's device is the CPU, so the check above cannot see a CPU tensor
+            # that would reach NCCL (an all-gather of the loader's KD row indices once crashed on
+            # GPUs that way). So the step may only communicate through `processes.gather`, which
+            # makes every tensor it sends on the device of the embeddings it is given.
+            caller = sys._getframe(1).f_code
+            if caller is not gather.__code__:
+                raise AssertionError(f"{name} called from {caller.co_name}, not processes.gather")
             calls.append(f"{name}:{tensors[0].dtype}")
             return collective(*args, **kwargs)
 

@@ -41,6 +41,7 @@ STUDENT = dict(
     select="acid",
     filter_ratio=0.5,
     kd_weight=1.0,
+    captions="en+sample",  # as the demo teacher learnt
     warmup_steps=60,
     save_every=150,
 )
@@ -231,7 +232,8 @@ class Demo:
         with self.console.status(f"exporting {len(missing)} bundles, {max(workers, 1)} at a time"):
             for name, problems, seconds in exports(missing, inputs, workers, self._log_file()):
                 verdict = "[green]ok[/]" if not problems else f"[red]failed[/]: {'; '.join(problems)}"
-                self.log(f"{name}: {seconds:.0f} s, parity {verdict}")
+                figures = _parity_figures(self.layout.bundles / name)
+                self.log(f"{name}: {seconds:.0f} s, parity {verdict} ({figures})")
         return list(folders.values())
 
     def evaluate(self, models: dict[str, Path]) -> list[Evaluated]:
@@ -357,6 +359,19 @@ def _measured_cells(results: dict | None) -> tuple[str, ...]:
         *("-" if value is None else f"{100 * value:.1f}" for value in percents),
         f"{results['image_ms']:.2f}", f"{results['text_ms']:.2f}",
     )  # fmt: skip
+
+
+def _parity_figures(folder: Path) -> str:
+    """What the gate measured against the float student: cosine minima and top-1 agreement."""
+    from siglip2_sdk.core.bundle import MANIFEST_NAME, read_manifest
+
+    figures = read_manifest(folder).parity if (folder / MANIFEST_NAME).is_file() else {}
+    if "t2i_top1_agreement" not in figures:
+        return "no figures"
+    return (
+        f"cosine min image {figures['image_cosine_min']:.4f} / text {figures['text_cosine_min']:.4f}, "
+        f"top-1 agreement t→i {figures['t2i_top1_agreement']:.3f} / i→t {figures['i2t_top1_agreement']:.3f}"
+    )
 
 
 def _failed_gate(folder: Path) -> bool:

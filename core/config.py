@@ -115,11 +115,12 @@ PRESETS: dict[str, ModelConfig] = {
     "so400m14": _tower_pair(384, 14, 1152, 27, 16, 4304),
     "so400m16": _tower_pair(256, 16, 1152, 27, 16, 4304),
     "g16": _tower_pair(256, 16, 1536, 40, 16, 6144, dict(width=1152, depth=27, heads=16, mlp_dim=4304)),
-    # Demo shapes, trained from scratch on the offline corpus in minutes on 2 CPU cores (measured at
-    # batch 256: ~385 and ~750 examples/s). The full 256k vocabulary stays, so the demo exercises the
+    # Demo shapes, trained from scratch on the offline corpus in minutes on 2 CPU cores. 64 px cut
+    # into 16 patches of 16 costs what 32 px in patches of 8 did and keeps more of each image
+    # (benchmarks/results/demo_recipe.md). The full 256k vocabulary stays, so the demo exercises the
     # real tokenizer end to end; a 16-token context covers the corpus' captions but its longest.
-    "demo-teacher": _tower_pair(32, 8, 128, 4, 4, 512, dict(context_length=16)),
-    "demo-student": _tower_pair(32, 8, 96, 3, 3, 384, dict(context_length=16)),
+    "demo-teacher": _tower_pair(64, 16, 128, 4, 4, 512, dict(context_length=16)),
+    "demo-student": _tower_pair(64, 16, 96, 3, 3, 384, dict(context_length=16)),
     # For unit tests: every code path, a few milliseconds per forward pass.
     "tiny": _tower_pair(32, 8, 32, 2, 2, 64, dict(vocab_size=1000, context_length=16)),
 }

@@ -18,7 +18,7 @@ from siglip2_sdk.core.model import build_model
 from siglip2_sdk.export.parity import Thresholds
 from siglip2_sdk.export.writer import ParityData, export_bundle
 
-from fixtures import write_tiny_tokenizer
+from fixtures import with_small_weights, write_tiny_tokenizer
 
 TEXTS = [
     "a red circle", "a blue square", "a green circle", "red", "blue square", "a photo of a circle",
@@ -64,7 +64,8 @@ def checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quantized")
     config = preset("tiny").replace(text={"vocab_size": 20_000})
     tokenizer = write_tiny_tokenizer(folder / "tokenizer.json")
-    return save_checkpoint(build_model(config, seed=3), folder / "ckpt", tokenizer_file=tokenizer)
+    model = with_small_weights(build_model(config, seed=3))
+    return save_checkpoint(model, folder / "ckpt", tokenizer_file=tokenizer)
 
 
 @pytest.fixture(scope="module")

@@ -215,8 +215,8 @@ def init_weights(model: SiglipModel, seed: int = 0) -> SiglipModel:
     default), token and position embeddings normal with std 1/sqrt(width) (Flax's Embed default),
     zero biases, LayerNorms at identity; t' = log 10, b = -10.
 
-    The scale matters at small widths: with every weight at std 0.02 (what this used before), a
-    width-128 demo model could not memorize 64 pairs in 300 steps; with these it does in 100."""
+    The scale matters at small widths: with every weight at std 0.02, what this used before, the
+    demo teacher did not learn (benchmarks/results/demo_recipe.md)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():

@@ -7,6 +7,7 @@ What the workers print goes to the demo's log file, not its terminal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -44,6 +45,28 @@ def _output_to(log: str) -> None:
     os.close(fd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s")
     logging.captureWarnings(True)
+
+
+@contextlib.contextmanager
+def output_to(log: Path) -> Iterator[None]:
+    """What this process prints at the file-descriptor level goes to the end of `log` inside the
+    block, and to where it went before after it: for the native libraries a runtime loads in the
+    demo's own process (LiteRT's "Created TensorFlow Lite XNNPACK delegate" line)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in (fd, *saved):
+            os.close(descriptor)
 
 
 def _logged(log: str, setup: Callable[..., dict], *args) -> dict:

@@ -220,7 +220,12 @@ def test_two_process_torchrun_matches_one_process(workspace, tmp_path):
     assert two.returncode == 0, two.stderr[-2000:]
     a = load_checkpoint(tmp_path / "one" / "final").state_dict()
     b = load_checkpoint(tmp_path / "two" / "final").state_dict()
-    worst = max((a[name] - b[name]).abs().max().item() for name in a)
+    # A key projection's bias adds the same q.b_k to every logit of a softmax row, so its true
+    # gradient is zero and what it gets is float32 rounding noise, which Adam scales to lr-sized
+    # steps of either sign: those weights differ by whatever the summation order gives (up to 2e-4
+    # on some CPUs), so they are left out. Every other weight has a gradient to follow.
+    compared = [name for name in a if not name.endswith("k_proj.bias")]
+    worst = max((a[name] - b[name]).abs().max().item() for name in compared)
     assert worst < 1e-4, f"weights differ by up to {worst}"
     initial = build_model(preset("tiny"), seed=0).state_dict()
     assert (

@@ -31,9 +31,9 @@ from .demo_jobs import evaluations, exports, output_to, test_examples
 from .search import CAPTIONS_FILE, caption_of, captions_beside, contact_sheet
 
 MODEL_ID = "siglip2-demo-student"
-# ACED: ACID selection plus the explicit distillation term. The ablation
-# (benchmarks/results/distill_ablation.md) shows why: on the demo corpus, selection alone is within
-# noise of plain training, and the KD term brings the student close to its teacher.
+# ACED: ACID selection plus the explicit distillation term, the method the demo shows. On the demo
+# corpus it is not the fastest way to a good student: at equal wall-clock plain training beats it
+# (benchmarks/results/distill_ablation.md, one seed so far).
 # The student sees as many examples as its teacher: at half of them (600 x 128) it reached 0.57x
 # the teacher's English R@1 (benchmarks/results/demo_recipe.md).
 STUDENT = dict(

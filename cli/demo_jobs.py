@@ -37,12 +37,7 @@ def _output_to(log: str) -> None:
     """Everything this process prints goes to the end of `log` from now on. At the file-descriptor
     level: the native libraries under the exporters and runtimes (ExecuTorch's cpuinfo, TFLite's
     converter, absl) write to fds 1 and 2 directly, past sys.stdout and sys.stderr."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+    _point_output_at(log)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s")
     logging.captureWarnings(True)
 
@@ -52,21 +47,26 @@ def output_to(log: Path) -> Iterator[None]:
     """What this process prints at the file-descriptor level goes to the end of `log` inside the
     block, and to where it went before after it: for the native libraries a runtime loads in the
     demo's own process (LiteRT's "Created TensorFlow Lite XNNPACK delegate" line)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
+        _point_output_at(log)
         yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for descriptor in (fd, *saved):
+        for target, descriptor in enumerate(saved, start=1):
+            os.dup2(descriptor, target)
             os.close(descriptor)
+
+
+def _point_output_at(log: str | Path) -> None:
+    """File descriptors 1 and 2 write to the end of `log` from now on."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def _logged(log: str, setup: Callable[..., dict], *args) -> dict:

@@ -34,8 +34,8 @@ MODEL_ID = "siglip2-demo-student"
 # ACED: ACID selection plus the explicit distillation term, the method the demo shows. On the demo
 # corpus it is not the fastest way to a good student: at equal wall-clock plain training beats it
 # (benchmarks/results/distill_ablation.md, one seed so far).
-# The student sees as many examples as its teacher: at half of them (600 x 128) it reached 0.57x
-# the teacher's English R@1 (benchmarks/results/demo_recipe.md).
+# The student sees as many examples as its teacher: with half of them it stayed far below it
+# (benchmarks/results/demo_recipe.md).
 STUDENT = dict(
     student="demo-student",
     steps=1000,
@@ -464,10 +464,12 @@ def _rank(answer: str | None, hits) -> int | None:
 def _search_page(searches: list[tuple[str, str, str, list]]) -> str:
     """The contact sheet of the demo's searches: a section per query, its best hits with their captions."""
 
-    def heading(language: str, query: str, answer: str, hits) -> str:
+    def heading(language: str, query: str, answer: str | None, hits) -> str:
+        if answer is None:
+            return f"{language}: {query} (a free query)"
         rank = _rank(answer, hits)
         where = f"its photo ranks {rank} of {len(hits)}" if rank else "its photo is not among the hits"
-        return f"{language}: {query} ({where})" if answer else f"{language}: {query} (a free query)"
+        return f"{language}: {query} ({where})"
 
     return contact_sheet(
         "demo: multilingual search over the test photos",

@@ -23,10 +23,9 @@ from .train import train
 
 # The demo teacher: the SigLIP 2 architecture trained from scratch on the demo corpus. ACID needs a
 # teacher that knows more than the student can learn from the data it sees, so it gets a wider
-# model than the demo student. Steps are what moves it most (600 -> 1,000 steps took English
-# text->image R@1 from 20% to 26%); English captions half of the time, because drawn uniformly among
-# an example's 14 to 70 languages English came up too rarely to be learnt
-# (benchmarks/results/demo_recipe.md).
+# model than the demo student. Steps are what moved it most; English captions half of the time,
+# because drawn uniformly among an example's 14 to 70 languages English came up too rarely to be
+# learnt (benchmarks/results/demo_recipe.md).
 DEMO_TEACHER = dict(
     student="demo-teacher", steps=1000, batch_size=256, lr=1e-3, warmup_steps=100, captions="en+sample"
 )

@@ -6,6 +6,7 @@ test double), so a float checkpoint and an exported bundle are measured the same
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,6 +20,15 @@ from .shards import Example
 RECALL_AT = (1, 5, 10)
 # English prompt templates for zero-shot class embeddings (averaged), as in CLIP/SigLIP evaluations.
 TEMPLATES = ("{}", "a photo of a {}.", "a drawing of a {}.", "an icon of a {}.")
+# Label sets name their classes as identifiers ("signs_and_symbols", "hand-fingers-open"); a prompt
+# reads them as words, as CLIP's evaluations rename classes. A hyphen between capitals or digits
+# ("T-shirt", "K-9") is part of the word and stays.
+_JOINERS = re.compile(r"_|(?<=[a-z])-(?=[a-z])")
+
+
+def class_name(label: str) -> str:
+    """The words a zero-shot prompt uses for `label`: separators between words become spaces."""
+    return _JOINERS.sub(" ", label).strip()
 
 
 class Embedder(Protocol):
@@ -98,7 +108,7 @@ def zero_shot(
         classes = sorted({label for _, label in items})
         if len(classes) < 2:
             continue
-        prompts = [template.format(c) for c in classes for template in templates]
+        prompts = [template.format(class_name(c)) for c in classes for template in templates]
         class_emb = embedder.embed_texts(prompts).reshape(len(classes), len(templates), -1).mean(axis=1)
         class_emb /= np.linalg.norm(class_emb, axis=1, keepdims=True)
         scores = image_emb[[i for i, _ in items]] @ class_emb.T

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from siglip2_sdk.core.evaluate import evaluate, recall_at_k
+from siglip2_sdk.core.evaluate import class_name, evaluate, recall_at_k
 from siglip2_sdk.core.shards import Example
 
 N = 200
@@ -105,3 +105,16 @@ def test_zero_shot_accuracy_with_known_answers():
     vectors[1::2, 1] = 1.0
     results = evaluate(FakeEncoder(vectors + 1e-3 * np.eye(N, DIM)), corpus())
     assert results["zero_shot"]["fake/parity"] == pytest.approx({"classes": 2, "n": N, "top1": 1.0})
+
+
+@pytest.mark.parametrize(
+    "label, words",
+    [
+        ("signs_and_symbols", "signs and symbols"),  # Open Clip Art's folders
+        ("hand-fingers-open", "hand fingers open"),  # Unicode's emoji subgroups
+        ("T-shirt/top", "T-shirt/top"),  # a hyphen inside a word stays
+        ("People & Body", "People & Body"),
+    ],
+)
+def test_zero_shot_prompts_read_labels_as_words(label, words):
+    assert class_name(label) == words

@@ -17,7 +17,11 @@ FROM_SCRATCH = {"lr": 1e-3, "weight_decay": 1e-4}
 # Starting from a trained checkpoint is fine-tuning, as SigLIP 2 made its B/32 with ACID: a small
 # learning rate and no weight decay, unless the caller says otherwise.
 FROM_CHECKPOINT = {"lr": 1e-5, "weight_decay": 0.0}
-CHOICES = {"select": ("acid", "topk", "none"), "score": ("learnability", "easy-reference")}
+CHOICES = {
+    "select": ("acid", "topk", "none"),
+    "score": ("learnability", "easy-reference"),
+    "same_captions": ("negative", "ignore"),
+}
 
 
 @dataclass
@@ -30,6 +34,7 @@ class TrainConfig:
     tokenizer: str  # tokenizer.json the student uses
     student: str = "b32"  # preset, ignored when `init` is given
     init: str | None = None  # checkpoint to start from
+    init_layers: str | None = None  # "0,2": the layers of `init` each tower keeps (None: all)
     teacher_cache: str | None = None  # None: plain sigmoid training (pretrain / select none, no KD)
     steps: int = 1000
     batch_size: int = 256
@@ -44,6 +49,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     accumulate: int = 1
     captions: str = "sample"
+    same_captions: str = "negative"  # an image against another's identical caption: negative | ignore
     shuffle: int = 2000
     seed: int = 0
     eval_data: str | None = None  # shards for periodic evaluation (val split)
@@ -70,7 +76,16 @@ class TrainConfig:
 # Fields a recipe fills in itself (the tokenizer comes with the student or the teacher).
 RECIPE_FIELDS = ("tokenizer",)
 # Fields only distillation reads: pretraining has no teacher and no selection.
-DISTILL_ONLY = ("init", "teacher_cache", "select", "filter_ratio", "score", "chunks", "kd_weight")
+DISTILL_ONLY = (
+    "init",
+    "init_layers",
+    "teacher_cache",
+    "select",
+    "filter_ratio",
+    "score",
+    "chunks",
+    "kd_weight",
+)
 
 
 def _short(value: float) -> str:
@@ -83,7 +98,9 @@ def _starting_default(name: str) -> str:
 
 HELP = {
     "student": "student preset when not --init (default: b32)",
-    "init": "start the student from this checkpoint instead",
+    "init": "start the student from this checkpoint instead ('teacher': the teacher's own weights)",
+    "init_layers": "with --init: keep only these layers of each tower, e.g. 0,2 (a shallower student "
+    "that starts from the teacher's own weights, as DistilBERT did; default: all)",
     "teacher_cache": "teacher cache folder",
     "filter_ratio": "share of each super-batch dropped",
     "chunks": "JEST chunks the acid selection draws the sub-batch in (default: 16)",
@@ -95,6 +112,8 @@ HELP = {
     "weight_decay": f"(default: {_starting_default('weight_decay')})",
     "accumulate": "micro-batches per step",
     "captions": "caption languages: en, all, sample, en+sample (English half the time), or en,de,...",
+    "same_captions": "an image against another image's identical caption: negative (SigLIP's loss) "
+    "or ignore (neither positive nor negative; for data whose captions repeat, e.g. class names)",
     "shuffle": "examples in the shuffle buffer (default: 2000)",
     "eval_every": "steps between evaluations (0: at the end)",
     "eval_limit": "examples of --eval-data evaluated (default: 1000)",
@@ -148,6 +167,12 @@ def check(settings: dict) -> None:
         raise Siglip2Error(
             f"--accumulate {value['accumulate']} is larger than --batch-size {value['batch_size']}"
         )
+    if value["init_layers"] is not None:
+        if value["init"] is None:
+            raise Siglip2Error("--init-layers needs --init (the checkpoint whose layers it keeps)")
+        layers = value["init_layers"].split(",")
+        if not all(layer.strip().isdigit() for layer in layers):
+            raise Siglip2Error(f"--init-layers takes layer numbers like 0,2; got {value['init_layers']!r}")
     for name, choices in CHOICES.items():
         if value[name] not in choices:
             raise Siglip2Error(f"--{name} must be one of {', '.join(choices)}, got {value[name]!r}")

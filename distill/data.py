@@ -247,10 +247,12 @@ def super_batches(
 def model_input(pixels: torch.Tensor, spec: ImagePreprocessing) -> torch.Tensor:
     """uint8 (n, H, W, 3) -> the tower's float32 (n, 3, H, W), on the tensor's own device; the same
     operations in the same order as `core.preprocess.normalize`, so the values are identical."""
-    x = pixels.to(torch.float32) * spec.rescale_factor
-    mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device)
-    std = torch.tensor(spec.std, dtype=torch.float32, device=x.device)
-    return ((x - mean) / std).permute(0, 3, 1, 2).contiguous()
+    # Channels first before any arithmetic, then in place: broadcasting over a trailing dimension of
+    # 3 and a copy of the float result made this a tenth of a CPU training step.
+    x = pixels.permute(0, 3, 1, 2).contiguous().to(torch.float32, copy=True).mul_(spec.rescale_factor)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std)
 
 
 def _chunks(items: Iterator[CaptionItem], size: int) -> Iterator[list[CaptionItem]]:

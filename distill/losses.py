@@ -16,17 +16,30 @@ def pair_logits(
     return image_emb @ text_emb.T * t + b
 
 
-def pair_losses(logits: torch.Tensor) -> torch.Tensor:
-    """Per-pair binary losses -log sigmoid(y_ij * z_ij), y = +1 on the diagonal, -1 elsewhere."""
+def same_texts(input_ids: torch.Tensor) -> torch.Tensor:
+    """(N, N) bool: pairs (i, j), i != j, whose captions tokenize identically."""
+    caption = torch.unique(input_ids, dim=0, return_inverse=True)[1]  # one number per distinct caption
+    same = caption[:, None] == caption[None, :]
+    return same & ~torch.eye(len(input_ids), dtype=torch.bool, device=input_ids.device)
+
+
+def pair_losses(logits: torch.Tensor, ignored: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pair binary losses -log sigmoid(y_ij * z_ij), y = +1 on the diagonal, -1 elsewhere; pairs
+    in `ignored` (e.g. `same_texts`) count 0: an image is not a negative of its own caption's twin."""
     labels = 2 * torch.eye(logits.shape[0], device=logits.device, dtype=logits.dtype) - 1
-    return -F.logsigmoid(labels * logits)
+    losses = -F.logsigmoid(labels * logits)
+    return losses if ignored is None else losses.masked_fill(ignored, 0.0)
 
 
 def sigmoid_loss(
-    image_emb: torch.Tensor, text_emb: torch.Tensor, t: torch.Tensor, b: torch.Tensor
+    image_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    t: torch.Tensor,
+    b: torch.Tensor,
+    ignored: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """SigLIP's loss: every pair a binary problem, summed over the row, averaged over the batch."""
-    return pair_losses(pair_logits(image_emb, text_emb, t, b)).sum() / image_emb.shape[0]
+    return pair_losses(pair_logits(image_emb, text_emb, t, b), ignored).sum() / image_emb.shape[0]
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from siglip2_sdk.distill.losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
+from siglip2_sdk.distill.losses import kd_loss, pair_logits, pair_losses, same_texts, sigmoid_loss
 from siglip2_sdk.distill.selection import example_scores, jest_sample, micro_batches, select
 
 
@@ -149,3 +149,18 @@ def test_pair_losses_put_positives_on_the_diagonal():
     logits = torch.tensor([[3.0, 3.0], [3.0, 3.0]])
     losses = pair_losses(logits)
     assert losses[0, 0] < losses[0, 1]  # a high logit is good for a positive, bad for a negative
+
+
+def test_identical_captions_can_be_left_out_of_the_negatives():
+    # Examples 0 and 2 share a caption: with `same_texts` ignored, image 0 against caption 2 (and 2
+    # against 0) adds nothing, whatever its logit; every other pair keeps its term.
+    input_ids = torch.tensor([[5, 6, 1], [7, 1, 0], [5, 6, 1]])
+    ignored = same_texts(input_ids)
+    assert ignored.nonzero().tolist() == [[0, 2], [2, 0]]
+    logits = torch.randn(3, 3)
+    kept, dropped = pair_losses(logits), pair_losses(logits, ignored)
+    assert dropped[0, 2] == 0 and dropped[2, 0] == 0
+    assert torch.equal(dropped[~ignored], kept[~ignored])
+    raised = logits.clone()
+    raised[0, 2] = 20.0  # a confident "match" between twins costs nothing once ignored
+    assert pair_losses(raised, ignored).sum() == pytest.approx(dropped.sum().item())

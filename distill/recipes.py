@@ -132,6 +132,8 @@ def distill(
     """ACID/ACED distillation of a student from `teacher` on `data`; the student lands in out/final."""
     settings = training_settings(**settings)  # checked before the teacher is trained or embeds
     teacher_dir = resolve_teacher(teacher, data, eval_data, progress, log)
+    if settings.get("init") == "teacher":  # the student starts from the teacher's own weights
+        settings["init"] = str(teacher_dir)
     cache = ensure_teacher_cache(
         teacher_dir, teacher, data, teacher_cache_dir, 64, lambda it, what: progress(it, what, len(it)), log
     )

@@ -36,7 +36,7 @@ from siglip2_sdk.core.tokenizer import Tokenizer
 from .config import TrainConfig
 from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, model_input, super_batches
 from .evaluation import eval_examples, evaluate_model
-from .losses import kd_loss, pair_logits, pair_losses, sigmoid_loss
+from .losses import kd_loss, pair_logits, pair_losses, same_texts, sigmoid_loss
 from .processes import Processes, gather, start_processes
 from .selection import example_scores, micro_batches, select
 from .state import Position, latest_checkpoint, load_state, save_state
@@ -94,13 +94,32 @@ def towers_for(model: SiglipModel, procs: Processes) -> tuple[nn.Module, bool]:
 
 def build_student(config: TrainConfig) -> SiglipModel:
     if config.init:
-        return load_checkpoint(config.init)
+        model = load_checkpoint(config.init)
+        if config.init_layers is not None:
+            keep_layers(model, [int(layer) for layer in config.init_layers.split(",")])
+        return model
     from siglip2_sdk.core.preprocess import ImagePreprocessing
 
     model = build_model(preset(config.student), seed=config.seed)
     size = model.config.vision.image_size
     model.image_preprocessing = ImagePreprocessing(size=(size, size))
     return model
+
+
+def keep_layers(model: SiglipModel, layers: list[int]) -> None:
+    """Drop every transformer block of both towers but `layers` (in their order); embeddings, heads,
+    t and b stay. A student started this way begins from its teacher's features, not from noise."""
+    for tower, config in ((model.vision_model, model.config.vision), (model.text_model, model.config.text)):
+        blocks = tower.encoder.layers
+        missing = [layer for layer in layers if not 0 <= layer < len(blocks)]
+        if missing or len(set(layers)) != len(layers) or not layers:
+            raise Siglip2Error(
+                f"--init-layers {','.join(map(str, layers))}: the checkpoint's towers have layers "
+                f"0 to {len(blocks) - 1}; name each at most once"
+            )
+        tower.encoder.layers = nn.ModuleList(blocks[layer] for layer in layers)
+        tower.config = dataclasses.replace(config, depth=len(layers))
+    model.config = model.config.replace(vision={"depth": len(layers)}, text={"depth": len(layers)})
 
 
 class _ScaleGradient(torch.autograd.Function):
@@ -140,6 +159,13 @@ def rows_in_rank_order(part: torch.Tensor, batch: SuperBatch, world_size: int) -
     return torch.cat([part[owner == rank].sort().values for rank in range(world_size)])
 
 
+def ignored_pairs(input_ids: torch.Tensor, config: TrainConfig) -> torch.Tensor | None:
+    """Pairs the sigmoid loss leaves out: none, or with `same_captions="ignore"` an image against
+    another example's identical caption (Fashion-MNIST's ten class captions would otherwise teach
+    that a trouser is not a "trouser")."""
+    return same_texts(input_ids) if config.same_captions == "ignore" else None
+
+
 def train_step(
     batch: SuperBatch,
     towers: nn.Module,
@@ -175,8 +201,11 @@ def train_step(
             t, b = model.logit_scale.exp(), model.logit_bias
             student_image = gather(model.encode_image(pixels), procs)
             student_text = gather(model.encode_text(input_ids), procs)
-            student_losses = pair_losses(pair_logits(student_image, student_text, t, b))
-            teacher_losses = pair_losses(pair_logits(teacher_image, teacher_text, teacher_t, teacher_b))
+            ignored = ignored_pairs(gather(input_ids, procs), config)
+            student_losses = pair_losses(pair_logits(student_image, student_text, t, b), ignored)
+            teacher_losses = pair_losses(
+                pair_logits(teacher_image, teacher_text, teacher_t, teacher_b), ignored
+            )
         chosen = select(
             config.select,
             student_losses,
@@ -206,7 +235,7 @@ def train_step(
                 local_image, local_text = towers(pixels[mine], input_ids[mine])
             image, text = gather(local_image.to(dtype), procs), gather(local_text.to(dtype), procs)
             t, b = temperature_and_bias(model, procs)
-            loss = sigmoid_loss(image, text, t, b)
+            loss = sigmoid_loss(image, text, t, b, ignored_pairs(gather(input_ids[mine], procs), config))
             if config.kd_weight and teacher is not None:
                 rows = rows_in_rank_order(part, batch, procs.world_size).to(procs.device)
                 teacher_logits = pair_logits(teacher_image[rows], teacher_text[rows], teacher_t, teacher_b)

@@ -18,6 +18,7 @@ from transformers import SiglipModel as HFSiglipModel
 from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
 from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.digest import weights_digest
+from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.model import build_model
 from siglip2_sdk.core.preprocess import ImagePreprocessing
 from siglip2_sdk.core.shards import expand_shards
@@ -394,3 +395,32 @@ def test_a_teacher_cache_from_other_weights_is_refused_and_the_default_one_follo
     assert second != first
     rows = teacher_cache.TeacherCache(first).image, teacher_cache.TeacherCache(second).image
     assert not torch.equal(*rows)
+
+
+def test_a_student_can_start_from_some_of_its_teachers_layers(workspace, tmp_path):
+    """--init-layers 1 keeps block 1 of each tower (and the embeddings and heads) of the --init
+    checkpoint; the saved student is one block deep, loads, and still runs."""
+    root, _, _ = workspace
+    teacher = load_checkpoint(root / "teacher")
+    before = {name: value.clone() for name, value in teacher.state_dict().items()}
+    run = config(workspace, tmp_path / "run", init=str(root / "teacher"), init_layers="1", steps=1, lr=0.0)
+    student = load_checkpoint(train(run, log=lambda _: None))
+    assert student.config.vision.depth == student.config.text.depth == 1
+    after = student.state_dict()
+    for tower in ("vision_model", "text_model"):
+        kept = f"{tower}.encoder.layers.0.mlp.fc1.weight"
+        assert torch.equal(after[kept], before[f"{tower}.encoder.layers.1.mlp.fc1.weight"])
+        assert f"{tower}.encoder.layers.1.mlp.fc1.weight" not in after
+    assert torch.equal(
+        after["text_model.embeddings.token_embedding.weight"],
+        before["text_model.embeddings.token_embedding.weight"],
+    )
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [(dict(init_layers="0"), "needs --init"), (dict(init="x", init_layers="0,a"), "layer numbers")],
+)
+def test_init_layers_are_checked(workspace, tmp_path, settings, message):
+    with pytest.raises(Siglip2Error, match=message):
+        config(workspace, tmp_path / "run", **settings)

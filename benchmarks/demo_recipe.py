@@ -27,13 +27,22 @@ from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.distill import recipes
 from siglip2_sdk.distill.evaluation import ModelEmbedder
 
-FORMER = dict(image_size=32, patch_size=8, captions="sample")
+# The teacher's shape before 2026-12-06: 128 wide, 4 blocks a tower.
+model_configs.PRESETS["demo-recipe-wide"] = model_configs._tower_pair(
+    64, 16, 128, 4, 4, 512, dict(context_length=16)
+)
+WIDE = dict(towers="demo-recipe-wide", steps=600, same_captions="negative")
+FORMER = dict(WIDE, image_size=32, patch_size=8, captions="sample")
 VARIANTS = {  # name -> (what changes against the demo teacher's recipe, shape and settings)
     "former": FORMER,
     "former, lr 2e-3": {**FORMER, "lr": 2e-3},
     "en+sample": {**FORMER, "captions": "en+sample"},
     "en+sample, 1200 x 128": {**FORMER, "captions": "en+sample", "steps": 1200, "batch_size": 128},
-    "en+sample, 64 px / 16 (the recipe)": {},
+    "en+sample, 64 px / 16": WIDE,
+    "en+sample, 64 px / 16, 1000 steps": {**WIDE, "steps": 1000},
+    "identical captions ignored": {**WIDE, "steps": 1000, "same_captions": "ignore"},
+    "96 wide, 3 blocks, 1300 steps": {"steps": 1300},
+    "96 wide, 3 blocks, 1600 steps (the recipe)": {},
 }
 RESULTS = Path(__file__).parent / "results"
 
@@ -42,7 +51,7 @@ def teacher_variant(name: str, change: dict, data: Path, out: Path) -> Path:
     """The demo teacher with `change` applied (image size and patch size reshape the preset)."""
     change = dict(change)
     shape = {key: change.pop(key) for key in ("image_size", "patch_size") if key in change}
-    base = model_configs.PRESETS["demo-teacher"]
+    base = model_configs.PRESETS[change.pop("towers", "demo-teacher")]
     preset = f"demo-recipe-{len(model_configs.PRESETS)}"
     model_configs.PRESETS[preset] = base.replace(vision=shape) if shape else base
     settings = {**recipes.DEMO_TEACHER, "student": preset, **change}

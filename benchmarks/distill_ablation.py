@@ -24,7 +24,7 @@ from rich.table import Table
 
 from siglip2_sdk.bench import machine_summary
 from siglip2_sdk.cli.common import progress
-from siglip2_sdk.cli.demo import STUDENT
+from siglip2_sdk.cli.demo import STUDENT, student_origin
 from siglip2_sdk.core.evaluate import evaluate, headline
 from siglip2_sdk.core.shards import iter_examples, split_shards
 from siglip2_sdk.distill import recipes
@@ -137,7 +137,7 @@ def markdown(report: dict) -> str:
     lines = [
         "# ACID ablation on the demo corpus",
         "",
-        f"Student `{settings['student']}`, batch {settings['batch_size']}, filter ratio "
+        f"Student: {student_origin(settings)}, batch {settings['batch_size']}, filter ratio "
         f"{settings['filter_ratio']} for the selecting rows, seeds {settings['seeds']} (mean ± std, in %), "
         f"on the {report['test_examples']:,} test examples. Teacher: the demo teacher (t→i R@1 all "
         f"{100 * teacher['t→i R@1 all']:.1f}, en {100 * teacher['t→i R@1 en']:.1f}, i→t "

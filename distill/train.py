@@ -109,7 +109,7 @@ def build_student(config: TrainConfig) -> SiglipModel:
 def keep_layers(model: SiglipModel, layers: list[int]) -> None:
     """Drop every transformer block of both towers but `layers` (in their order); embeddings, heads,
     t and b stay. A student started this way begins from its teacher's features, not from noise."""
-    for tower, config in ((model.vision_model, model.config.vision), (model.text_model, model.config.text)):
+    for tower in (model.vision_model, model.text_model):
         blocks = tower.encoder.layers
         missing = [layer for layer in layers if not 0 <= layer < len(blocks)]
         if missing or len(set(layers)) != len(layers) or not layers:
@@ -118,8 +118,8 @@ def keep_layers(model: SiglipModel, layers: list[int]) -> None:
                 f"0 to {len(blocks) - 1}; name each at most once"
             )
         tower.encoder.layers = nn.ModuleList(blocks[layer] for layer in layers)
-        tower.config = dataclasses.replace(config, depth=len(layers))
     model.config = model.config.replace(vision={"depth": len(layers)}, text={"depth": len(layers)})
+    model.vision_model.config, model.text_model.config = model.config.vision, model.config.text
 
 
 class _ScaleGradient(torch.autograd.Function):
@@ -159,11 +159,11 @@ def rows_in_rank_order(part: torch.Tensor, batch: SuperBatch, world_size: int) -
     return torch.cat([part[owner == rank].sort().values for rank in range(world_size)])
 
 
-def ignored_pairs(input_ids: torch.Tensor, config: TrainConfig) -> torch.Tensor | None:
-    """Pairs the sigmoid loss leaves out: none, or with `same_captions="ignore"` an image against
-    another example's identical caption (Fashion-MNIST's ten class captions would otherwise teach
-    that a trouser is not a "trouser")."""
-    return same_texts(input_ids) if config.same_captions == "ignore" else None
+def ignored_pairs(local_ids: torch.Tensor, config: TrainConfig, procs: Processes) -> torch.Tensor | None:
+    """Pairs the sigmoid loss leaves out, over every rank's rows: none, or with
+    `same_captions="ignore"` an image against another example's identical caption (Fashion-MNIST's
+    ten class captions would otherwise teach that a trouser is not a "trouser"). Gathers only then."""
+    return same_texts(gather(local_ids, procs)) if config.same_captions == "ignore" else None
 
 
 def train_step(
@@ -201,7 +201,7 @@ def train_step(
             t, b = model.logit_scale.exp(), model.logit_bias
             student_image = gather(model.encode_image(pixels), procs)
             student_text = gather(model.encode_text(input_ids), procs)
-            ignored = ignored_pairs(gather(input_ids, procs), config)
+            ignored = ignored_pairs(input_ids, config, procs)
             student_losses = pair_losses(pair_logits(student_image, student_text, t, b), ignored)
             teacher_losses = pair_losses(
                 pair_logits(teacher_image, teacher_text, teacher_t, teacher_b), ignored
@@ -235,7 +235,7 @@ def train_step(
                 local_image, local_text = towers(pixels[mine], input_ids[mine])
             image, text = gather(local_image.to(dtype), procs), gather(local_text.to(dtype), procs)
             t, b = temperature_and_bias(model, procs)
-            loss = sigmoid_loss(image, text, t, b, ignored_pairs(gather(input_ids[mine], procs), config))
+            loss = sigmoid_loss(image, text, t, b, ignored_pairs(input_ids[mine], config, procs))
             if config.kd_weight and teacher is not None:
                 rows = rows_in_rank_order(part, batch, procs.world_size).to(procs.device)
                 teacher_logits = pair_logits(teacher_image[rows], teacher_text[rows], teacher_t, teacher_b)

@@ -6,7 +6,6 @@ test double), so a float checkpoint and an exported bundle are measured the same
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -15,20 +14,11 @@ from typing import Protocol
 
 import numpy as np
 
-from .shards import Example
+from .shards import Example, class_name
 
 RECALL_AT = (1, 5, 10)
 # English prompt templates for zero-shot class embeddings (averaged), as in CLIP/SigLIP evaluations.
 TEMPLATES = ("{}", "a photo of a {}.", "a drawing of a {}.", "an icon of a {}.")
-# Label sets name their classes as identifiers ("signs_and_symbols", "hand-fingers-open"); a prompt
-# reads them as words, as CLIP's evaluations rename classes. A hyphen between capitals or digits
-# ("T-shirt", "K-9") is part of the word and stays.
-_JOINERS = re.compile(r"_|(?<=[a-z])-(?=[a-z])")
-
-
-def class_name(label: str) -> str:
-    """The words a zero-shot prompt uses for `label`: separators between words become spaces."""
-    return _JOINERS.sub(" ", label).strip()
 
 
 class Embedder(Protocol):

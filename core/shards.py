@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,12 @@ from braceexpand import braceexpand
 from .errors import Siglip2Error
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+# A label used as a caption (`label_captions_of`) takes the place of a language: "label:category".
+LABEL_CAPTION = "label:"
+# Label sets name their classes as identifiers ("signs_and_symbols", "hand-fingers-open"); a prompt
+# reads them as words, as CLIP's evaluations rename classes. A hyphen between capitals or digits
+# ("T-shirt", "K-9") is part of the word and stays.
+_JOINERS = re.compile(r"_|(?<=[a-z])-(?=[a-z])")
 
 
 @dataclass
@@ -80,6 +87,28 @@ def captions_of(files: dict[str, bytes]) -> dict[str, str]:
     if isinstance(meta.get("caption"), str):
         return {"en": meta["caption"]}
     return {}
+
+
+def class_name(label: str) -> str:
+    """The words a label reads as in a prompt or caption: separators between words become spaces."""
+    return _JOINERS.sub(" ", label).strip()
+
+
+def label_captions(labels: dict) -> dict[str, str]:
+    """An example's labels ({"category": "food"}) as captions keyed like languages
+    ({"label:category": "food"}): image-label data read as image-text pairs (UniCL). The teacher
+    cache and the trainer both caption labels with this, as they share `captions_of`."""
+    return {
+        f"{LABEL_CAPTION}{name}": class_name(label)
+        for name, label in sorted(labels.items())
+        if isinstance(label, str) and class_name(label)
+    }
+
+
+def label_captions_of(files: dict[str, bytes]) -> dict[str, str]:
+    """`label_captions` of a sample's `.json` `labels` (none without them)."""
+    meta = json.loads(files["json"].decode("utf-8")) if "json" in files else {}
+    return label_captions(meta["labels"]) if isinstance(meta.get("labels"), dict) else {}
 
 
 def _example(key: str, files: dict[str, bytes]) -> Example | None:

@@ -50,6 +50,7 @@ class TrainConfig:
     accumulate: int = 1
     captions: str = "sample"
     same_captions: str = "negative"  # an image against another's identical caption: negative | ignore
+    label_captions: float = 0.0  # share of examples captioned by one of their labels' names instead
     shuffle: int = 2000
     seed: int = 0
     eval_data: str | None = None  # shards for periodic evaluation (val split)
@@ -114,6 +115,8 @@ HELP = {
     "captions": "caption languages: en, all, sample, en+sample (English half the time), or en,de,...",
     "same_captions": "an image against another image's identical caption: negative (SigLIP's loss) "
     "or ignore (neither positive nor negative; for data whose captions repeat, e.g. class names)",
+    "label_captions": "share of examples whose caption is one of their labels' names instead (image-label "
+    "data as captions, as UniCL; for shards whose JSON has `labels`; default: 0)",
     "shuffle": "examples in the shuffle buffer (default: 2000)",
     "eval_every": "steps between evaluations (0: at the end)",
     "eval_limit": "examples of --eval-data evaluated (default: 1000)",
@@ -161,6 +164,8 @@ def check(settings: dict) -> None:
     for name in ("steps", "batch_size", "accumulate"):
         if value[name] < 1:
             raise Siglip2Error(f"--{name.replace('_', '-')} must be at least 1, got {value[name]}")
+    if not 0.0 <= value["label_captions"] <= 1.0:
+        raise Siglip2Error(f"--label-captions must be in [0, 1], got {value['label_captions']}")
     if not 0.0 <= value["filter_ratio"] < 1.0:
         raise Siglip2Error(f"--filter-ratio must be in [0, 1), got {value['filter_ratio']}")
     if value["accumulate"] > value["batch_size"]:

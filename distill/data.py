@@ -17,7 +17,13 @@ import webdataset as wds
 
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.preprocess import ImagePreprocessing, preprocess_one, resized_rgb
-from siglip2_sdk.core.shards import IMAGE_EXTENSIONS, captions_of, example_id, expand_shards
+from siglip2_sdk.core.shards import (
+    IMAGE_EXTENSIONS,
+    captions_of,
+    example_id,
+    expand_shards,
+    label_captions_of,
+)
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 POLICIES = ("en", "all", "sample", "en+sample")
@@ -121,7 +127,7 @@ def _raw_samples(
 
 
 def _caption_items(
-    samples: Iterator[dict], policy: str | tuple[str, ...], seed: int
+    samples: Iterator[dict], policy: str | tuple[str, ...], seed: int, label_share: float = 0.0
 ) -> Iterator[CaptionItem]:
     for sample in samples:
         image = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
@@ -129,8 +135,21 @@ def _caption_items(
         if image is None:
             continue
         # Seeded per example, so the chosen language does not depend on worker or shard order.
-        for language, caption in choose_captions(captions_of(sample), policy, random.Random(f"{seed}:{key}")):
+        rng = random.Random(f"{seed}:{key}")
+        chosen = choose_label_caption(label_captions_of(sample), label_share, rng) if label_share else None
+        for language, caption in chosen or choose_captions(captions_of(sample), policy, rng):
             yield CaptionItem(key, image, language, caption)
+
+
+def choose_label_caption(
+    labels: dict[str, str], share: float, rng: random.Random
+) -> list[tuple[str, str]] | None:
+    """With probability `share`, one of the example's label captions (`core.shards.label_captions_of`)
+    drawn uniformly, as its one training pair; else (or without labels) None: its captions decide."""
+    if not labels or rng.random() >= share:
+        return None
+    language = rng.choice(sorted(labels))
+    return [(language, labels[language])]
 
 
 def training_pairs(
@@ -139,6 +158,7 @@ def training_pairs(
     image_preprocessing: ImagePreprocessing,
     tokenizer: Tokenizer,
     policy: str | tuple[str, ...] = "sample",
+    label_share: float = 0.0,
     shuffle: int = 1000,
     seed: int = 0,
 ) -> wds.WebDataset:
@@ -149,7 +169,7 @@ def training_pairs(
     """
 
     def decode(samples: Iterator[dict]) -> Iterator[tuple[torch.Tensor, torch.Tensor, str, str]]:
-        for item in _caption_items(samples, policy, seed):
+        for item in _caption_items(samples, policy, seed, label_share):
             pixels = torch.from_numpy(preprocess_one(item.image, image_preprocessing))
             yield pixels, torch.from_numpy(tokenizer(item.caption)[0]), item.key, item.language
 
@@ -205,6 +225,7 @@ def super_batches(
     image_preprocessing: ImagePreprocessing,
     tokenizer: Tokenizer,
     policy: str | tuple[str, ...] = "sample",
+    label_share: float = 0.0,
     shuffle: int = 1000,
     seed: int = 0,
     rank: int = 0,
@@ -226,7 +247,10 @@ def super_batches(
     per_rank = size // world_size
     local = slice(rank * per_rank, (rank + 1) * per_rank)
     items = _caption_items(
-        iter(_raw_samples(shards, shuffle=shuffle, seed=seed, split_by_rank=False, kept=kept)), policy, seed
+        iter(_raw_samples(shards, shuffle=shuffle, seed=seed, split_by_rank=False, kept=kept)),
+        policy,
+        seed,
+        label_share,
     )
     decoded = decoded or DecodedImages(image_preprocessing, budget_mb=0)
     with ThreadPoolExecutor(threads) as pool:  # Pillow decodes and resizes with the GIL released

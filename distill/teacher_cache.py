@@ -25,11 +25,13 @@ from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.fileio import atomic_write_text
 from siglip2_sdk.core.model import SiglipModel, numpy_runner
 from siglip2_sdk.core.preprocess import ImagePreprocessing
-from siglip2_sdk.core.shards import example_id, iter_shard
+from siglip2_sdk.core.shards import example_id, iter_shard, label_captions
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 MANIFEST = "manifest.json"
-FORMAT = 3  # 2: examples are identified by `shard name/key`; 3: the teacher by its weights digest
+# 2: examples are identified by `shard name/key`; 3: the teacher by its weights digest; 4: labels as
+# captions ("label:category") are embedded too, for --label-captions
+FORMAT = 4
 
 
 def data_fingerprint(shards: Sequence[Path]) -> str:
@@ -99,7 +101,8 @@ def embed_dataset(
     progress: Callable[[Iterable, str], Iterable] = lambda it, _: it,
     log: Callable[[str], None] = lambda _: None,
 ) -> TeacherInfo:
-    """Embed every image and every caption (all languages) of `shards` into `out`.
+    """Embed every image and every caption (all languages, and the labels as captions) of `shards`
+    into `out`.
 
     Parts already on disk are kept (resume). Rank r embeds shards r, r + W, ...; the manifest is
     written by the caller once every rank is done (see `finish`)."""
@@ -123,7 +126,7 @@ def embed_dataset(
         texts = [
             (i, lang, caption)
             for i, e in zip(ids, examples, strict=True)
-            for lang, caption in sorted(e.captions.items())
+            for lang, caption in sorted({**e.captions, **label_captions(e.labels)}.items())
         ]
         images = embedding.embed_images([e.image for e in examples], spec, run_image, info.dim, batch_size)
         captions = embedding.embed_texts(

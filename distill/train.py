@@ -260,6 +260,7 @@ def epochs(config: TrainConfig, tokenizer: Tokenizer, spec, procs: Processes, st
             image_preprocessing=spec,
             tokenizer=tokenizer,
             policy=caption_policy(config.captions),
+            label_share=config.label_captions,
             shuffle=config.shuffle,
             seed=config.seed * 100_003 + epoch,
             rank=procs.rank,

@@ -68,6 +68,26 @@ def test_english_half_policy_gives_english_half_the_time_and_keeps_every_languag
     assert caption_policy("en+sample") == "en+sample"
 
 
+def test_labels_become_captions_at_their_share(corpus, tokenizer):
+    """--label-captions: that share of examples is captioned by one of its labels' names (the fake
+    corpus labels every image "warm" or "cool"), the rest by the caption policy as before."""
+    from siglip2_sdk.core.shards import label_captions
+
+    assert label_captions({"category": "signs_and_symbols", "empty": "", "n": 3}) == {
+        "label:category": "signs and symbols"
+    }
+    plain = [(key, language) for *_, key, language in load(corpus, tokenizer, policy="en", shuffle=0)]
+    unlabelled = load(corpus, tokenizer, policy="en", shuffle=0, label_share=0.0)
+    assert [(key, language) for *_, key, language in unlabelled] == plain
+    labelled = load(corpus, tokenizer, policy="en", shuffle=0, label_share=1.0)
+    assert {language for *_, language in labelled} == {"label:kind"}
+    assert {tuple(ids.tolist()) for _, ids, *_ in labelled} == {
+        tuple(tokenizer(word)[0].tolist()) for word in ("warm", "cool")
+    }
+    half = [language for *_, language in load(corpus, tokenizer, policy="en", shuffle=0, label_share=0.5)]
+    assert 0.25 < half.count("label:kind") / len(half) < 0.75 and "en" in half
+
+
 def test_pairs_are_preprocessed_and_tokenized(corpus, tokenizer):
     pairs = load(corpus, tokenizer, policy="en", shuffle=0)
     pixels, ids, key, language = pairs[0]

@@ -156,6 +156,24 @@ def test_resume_after_an_interrupt_reproduces_the_uninterrupted_run(workspace, t
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
+def test_labels_as_captions_train_with_the_teachers_embeddings_of_them(workspace, tmp_path):
+    """--label-captions trains some examples on their labels' names; ACID and KD then need the
+    teacher's embedding of that text, which the cache holds beside every language's."""
+    from siglip2_sdk.distill.evaluation import ModelEmbedder
+
+    root, tokenizer_file, cache = workspace
+    teacher = teacher_cache.TeacherCache(cache)
+    keys = sorted(key for key, language in teacher._text_row if language == "label:kind")
+    _, cached = teacher.lookup(keys, ["label:kind"] * len(keys))
+    # The fake corpus labels its shapes "warm" or "cool": each row is the teacher's embedding of one.
+    embedder = ModelEmbedder(load_checkpoint(root / "teacher"), Tokenizer.from_file(tokenizer_file, length=16))
+    names = torch.from_numpy(embedder.embed_texts(["warm", "cool"]))
+    assert len(keys) >= 50
+    assert torch.all((cached @ names.T).max(dim=1).values > 0.999)
+    final = train(config(workspace, tmp_path / "run", label_captions=0.5, kd_weight=0.5), log=lambda _: None)
+    assert (final / "model.safetensors").is_file()
+
+
 def test_reading_ahead_trains_the_same_weights(workspace, tmp_path):
     """--prefetch reads the next super-batch in a thread during the step: same batches, same model."""
     plain = train(config(workspace, tmp_path / "plain", prefetch=False), log=lambda _: None)

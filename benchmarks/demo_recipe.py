@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from siglip2_sdk.distill.evaluation import ModelEmbedder
 model_configs.PRESETS["demo-recipe-wide"] = model_configs._tower_pair(
     64, 16, 128, 4, 4, 512, dict(context_length=16)
 )
-WIDE = dict(towers="demo-recipe-wide", steps=600, same_captions="negative")
+WIDE = dict(towers="demo-recipe-wide", steps=600, same_captions="negative", label_captions=0.0)
 FORMER = dict(WIDE, image_size=32, patch_size=8, captions="sample")
 VARIANTS = {  # name -> (what changes against the demo teacher's recipe, shape and settings)
     "former": FORMER,
@@ -41,10 +42,11 @@ VARIANTS = {  # name -> (what changes against the demo teacher's recipe, shape a
     "en+sample, 64 px / 16": WIDE,
     "en+sample, 64 px / 16, 1000 steps": {**WIDE, "steps": 1000},
     "identical captions ignored": {**WIDE, "steps": 1000, "same_captions": "ignore"},
-    "96 wide, 3 blocks, 1300 steps": {"steps": 1300},
-    "96 wide, 3 blocks, 1600 steps (the recipe)": {},
-    "labels as captions 10%": {"label_captions": 0.1},
+    "96 wide, 3 blocks, 1300 steps": {"steps": 1300, "label_captions": 0.0},
+    "96 wide, 3 blocks, 1600 steps": {"label_captions": 0.0},
     "labels as captions 25%": {"label_captions": 0.25},
+    "labels as captions 10%": {"label_captions": 0.1},
+    "labels as captions 5% (the recipe)": {},
 }
 RESULTS = Path(__file__).parent / "results"
 
@@ -87,8 +89,8 @@ def main() -> None:
     measured = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for name in args.only:
         started = time.perf_counter()
-        # Named by the variant's place in VARIANTS, so a run of --only some never resumes another's.
-        out = args.out / f"variant-{list(VARIANTS).index(name)}"
+        # Named by the variant, so a run of --only some never resumes another variant's run.
+        out = args.out / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         final = teacher_variant(name, VARIANTS[name], args.data, out)
         measured[name] = {**measure(final, examples), "seconds": time.perf_counter() - started}
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ STUDENT = dict(
     kd_weight=1.0,
     captions="en+sample",  # as the demo teacher learnt
     same_captions="ignore",
+    label_captions=0.05,
     warmup_steps=100,
     save_every=250,
 )

@@ -24,8 +24,9 @@ from .train import train
 # The demo teacher: the SigLIP 2 architecture trained from scratch on the demo corpus. Steps moved
 # it most, and a narrower model takes more of them in the same minutes; English captions half of the
 # time, because drawn uniformly among an example's 14 to 70 languages English came up too rarely to
-# be learnt; Fashion-MNIST's ten class captions are not each other's negatives
-# (benchmarks/results/demo_recipe.md).
+# be learnt; Fashion-MNIST's ten class captions are not each other's negatives; 1 example in 20
+# captioned by one of its labels' names (a category: "food", "people & body"), which no caption
+# uses and the zero-shot evaluation asks for (benchmarks/results/demo_recipe.md).
 DEMO_TEACHER = dict(
     student="demo-teacher",
     steps=1600,
@@ -34,6 +35,7 @@ DEMO_TEACHER = dict(
     warmup_steps=100,
     captions="en+sample",
     same_captions="ignore",
+    label_captions=0.05,
 )
 
 

@@ -43,6 +43,7 @@ TINY_STUDENT = dict(
     filter_ratio=0.5,
     chunks=2,
     kd_weight=1.0,
+    label_captions=0.5,
     save_every=2,
 )
 FAST_EXPORTS = [("onnx", "fp32"), ("onnx", "int8")]

@@ -166,7 +166,8 @@ def test_labels_as_captions_train_with_the_teachers_embeddings_of_them(workspace
     keys = sorted(key for key, language in teacher._text_row if language == "label:kind")
     _, cached = teacher.lookup(keys, ["label:kind"] * len(keys))
     # The fake corpus labels its shapes "warm" or "cool": each row is the teacher's embedding of one.
-    embedder = ModelEmbedder(load_checkpoint(root / "teacher"), Tokenizer.from_file(tokenizer_file, length=16))
+    tokenizer = Tokenizer.from_file(tokenizer_file, length=16)
+    embedder = ModelEmbedder(load_checkpoint(root / "teacher"), tokenizer)
     names = torch.from_numpy(embedder.embed_texts(["warm", "cool"]))
     assert len(keys) >= 50
     assert torch.all((cached @ names.T).max(dim=1).values > 0.999)

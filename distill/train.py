@@ -30,7 +30,7 @@ from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.evaluate import headline
 from siglip2_sdk.core.model import SiglipModel, build_model
-from siglip2_sdk.core.shards import expand_shards
+from siglip2_sdk.core.shards import LABEL_CAPTION, expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
 
 from .config import TrainConfig
@@ -373,6 +373,8 @@ def train(
         for step in progress(steps, "training", len(steps)) if procs.main else steps:
             started = time.perf_counter()
             epoch, index, batch = next(batches)
+            if step == position.step and procs.main:
+                _say_when_labels_are_missing(batch, config, log)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config)
             model.train()
@@ -409,6 +411,18 @@ def train(
     if procs.world_size > 1:
         dist.barrier()
     return final
+
+
+def _say_when_labels_are_missing(batch: SuperBatch, config: TrainConfig, log) -> None:
+    """--label-captions on shards without labels changes nothing: say so rather than let the run look
+    like what was asked. One super-batch tells when it should hold 10 or more label captions: with
+    labelled data, none at all then comes up less than once in 20,000 super-batches."""
+    expected = config.label_captions * len(batch.languages)
+    if expected >= 10 and not any(lang.startswith(LABEL_CAPTION) for lang in batch.languages):
+        log(
+            f"--label-captions {config.label_captions}: no example of the first super-batch was captioned "
+            "by a label; do the shards' JSON files have `labels`? Training on captions alone."
+        )
 
 
 def _save(folder: Path, model, tokenizer_file, optimizer, generator, position, procs: Processes) -> None:

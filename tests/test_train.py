@@ -175,6 +175,18 @@ def test_labels_as_captions_train_with_the_teachers_embeddings_of_them(workspace
     assert (final / "model.safetensors").is_file()
 
 
+def test_labels_as_captions_on_shards_without_labels_are_reported(workspace, tmp_path):
+    for shard, hue in ((0, 0), (1, 200)):
+        write_img2dataset_shard(tmp_path / f"{shard:05d}.tar", 12, hue)
+    said = []
+    settings = dict(select="none", teacher_cache=None, batch_size=20, steps=1, label_captions=0.5)
+    train(config(workspace, tmp_path / "run", data=str(tmp_path / "*.tar"), **settings), log=said.append)
+    assert any("--label-captions 0.5: no example" in line for line in said)
+    said.clear()
+    train(config(workspace, tmp_path / "labelled", **settings), log=said.append)
+    assert not any("--label-captions" in line for line in said)
+
+
 def test_reading_ahead_trains_the_same_weights(workspace, tmp_path):
     """--prefetch reads the next super-batch in a thread during the step: same batches, same model."""
     plain = train(config(workspace, tmp_path / "plain", prefetch=False), log=lambda _: None)

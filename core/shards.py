@@ -74,12 +74,17 @@ def split_shards(folder: str | os.PathLike, split: str) -> list[Path]:
     return shards
 
 
+def json_of(files: dict[str, bytes]) -> dict:
+    """A sample's `.json` member, parsed ({} without one)."""
+    return json.loads(files["json"].decode("utf-8")) if "json" in files else {}
+
+
 def captions_of(files: dict[str, bytes]) -> dict[str, str]:
     """A sample's captions by language, from its `.json` and `.txt` members. The one reader the
     teacher cache and the trainer share, so both see the same string for an example: the JSON's
     `captions` (every language), else the `.txt` as English, else the JSON's `caption` (img2dataset
     writes both the `.txt` and the JSON `caption`, normally the same text)."""
-    meta = json.loads(files["json"].decode("utf-8")) if "json" in files else {}
+    meta = json_of(files)
     if meta.get("captions"):
         return dict(meta["captions"])
     if "txt" in files:
@@ -107,7 +112,7 @@ def label_captions(labels: dict) -> dict[str, str]:
 
 def label_captions_of(files: dict[str, bytes]) -> dict[str, str]:
     """`label_captions` of a sample's `.json` `labels` (none without them)."""
-    meta = json.loads(files["json"].decode("utf-8")) if "json" in files else {}
+    meta = json_of(files)
     return label_captions(meta["labels"]) if isinstance(meta.get("labels"), dict) else {}
 
 
@@ -115,7 +120,7 @@ def _example(key: str, files: dict[str, bytes]) -> Example | None:
     ext = next((e for e in IMAGE_EXTENSIONS if e in files), None)
     if ext is None:
         return None
-    meta = json.loads(files["json"].decode("utf-8")) if "json" in files else {}
+    meta = json_of(files)
     return Example(key, files[ext], ext, captions_of(files), dict(meta.get("labels") or {}), meta)
 
 

@@ -118,7 +118,12 @@ def test_onnx_bundle_loads_and_stays_close_to_the_float_model(export, precision,
 
 @pytest.mark.parametrize(
     ("precision", "scheme_words"),
-    [("fp16", "fp16 weights"), ("int8", "MatMulNBits"), ("int8-dynamic", "dynamic"), ("int8-static", "NNCF")],
+    [
+        ("fp16", "fp16 weights"),
+        ("int8", "fp32 compute"),
+        ("int8-dynamic", "dynamic"),
+        ("int8-static", "NNCF"),
+    ],
 )
 def test_manifest_precision_is_the_family_and_the_scheme_is_named(export, precision, scheme_words):
     result = export("onnx", precision)
@@ -129,7 +134,11 @@ def test_manifest_precision_is_the_family_and_the_scheme_is_named(export, precis
 
 @pytest.mark.parametrize(
     ("precision", "int8_ops"),
-    [("int8", {"MatMulNBits"}), ("int8-dynamic", {"MatMulInteger"}), ("int8-static", {"QuantizeLinear"})],
+    [
+        ("int8", {"Cast"}),
+        ("int8-dynamic", {"MatMulInteger", "DynamicQuantizeMatMul"}),
+        ("int8-static", {"QuantizeLinear"}),
+    ],
 )
 def test_onnx_int8_graphs_hold_the_scheme_they_name(export, precision, int8_ops):
     result = export("onnx", precision)
@@ -140,6 +149,36 @@ def test_onnx_int8_graphs_hold_the_scheme_they_name(export, precision, int8_ops)
         t.name for t in text.graph.initializer if t.data_type in EIGHT_BITS and t.dims[:1] == [20_000]
     ]
     assert int8_tables, "the token table is not int8"
+
+
+def test_onnx_int8_weights_are_int8_on_disk_and_folded_to_float_at_load(export):
+    """Weight-only int8: every MatMul weight is int8 on disk, and onnxruntime folds the rebuilt
+    matrices at load, so the optimized graph holds plain float MatMuls and no per-call dequantizing."""
+    import onnxruntime as ort
+
+    result = export("onnx", "int8")
+    for tower in ("image", "text"):
+        path = result.folder / f"{tower}.onnx"
+        graph = onnx.load(path).graph
+        floats = {
+            t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2
+        }
+        matmul_weights = {node.input[1] for node in graph.node if node.op_type == "MatMul"}
+        assert not floats & matmul_weights, f"{tower}: float MatMul weights left"
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(result.folder.parent / f"{tower}-optimized.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(options.optimized_model_filepath).graph
+        int8_weights = {
+            t.name
+            for t in graph.initializer
+            if t.data_type == onnx.TensorProto.INT8 and t.name.endswith(".int8")
+        }
+        read_at_run_time = {name for node in optimized.node for name in node.input}
+        assert int8_weights, f"{tower}: no int8 weights"
+        # Only the token table's int8 rows are read while running; the matrices were folded at load.
+        assert len(int8_weights & read_at_run_time) <= (1 if tower == "text" else 0)
+        assert not {"MatMulNBits", "DequantizeLinear"} & {node.op_type for node in optimized.node}
 
 
 @pytest.mark.parametrize(

@@ -313,7 +313,7 @@ class PrunedTextEncoder(nn.Module):
         self.text_model.load_state_dict(state, assign=True)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.text_model(self.remap[input_ids]), dim=-1)
+        return F.normalize(self.text_model.pooled(self.remap[input_ids]), dim=-1)
 
 
 def _row_of(kept: torch.Tensor, token_id: int) -> int:

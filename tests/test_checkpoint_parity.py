@@ -94,6 +94,18 @@ def test_tower_wrappers_emit_unit_vectors(reference_checkpoint):
 
 
 @torch.no_grad()
+def test_exported_text_tower_computes_the_last_block_for_the_pooled_position_only(reference_checkpoint):
+    """What bundles run (`TextEncoder`, the last block trimmed to the pooled position) gives
+    transformers' text embedding, on every shape (one block to three)."""
+    shape, reference, tmp_path = reference_checkpoint
+    ours = load_checkpoint(tmp_path / "hf")
+    _, ids = inputs_for(shape)
+    expected = reference.get_text_features(input_ids=ids)
+    expected = getattr(expected, "pooler_output", expected)
+    assert max_diff(TextEncoder(ours)(ids), torch.nn.functional.normalize(expected, dim=-1)) < 1e-5
+
+
+@torch.no_grad()
 def test_round_trip_loads_in_transformers_with_identical_outputs(reference_checkpoint):
     shape, reference, tmp_path = reference_checkpoint
     save_checkpoint(load_checkpoint(tmp_path / "hf"), tmp_path / "ours")

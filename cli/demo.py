@@ -27,7 +27,7 @@ from rich.table import Table
 from siglip2_sdk.core.errors import Siglip2Error
 
 from .common import add_command, progress
-from .demo_jobs import evaluations, exports, output_to, test_examples
+from .demo_jobs import PARITY_EXAMPLES, evaluations, exports, output_to, test_examples
 from .search import CAPTIONS_FILE, caption_of, captions_beside, contact_sheet
 
 MODEL_ID = "siglip2-demo-student"
@@ -148,6 +148,7 @@ class Evaluated:
     status: str
     megabytes: float | None
     results: dict | None  # None: not measured (a bundle that failed its parity gate)
+    agreement: tuple[float, float] | None = None  # the gate's top-1 agreement t->i, i->t; None: no gate
 
 
 def _newer(artifact: Path, than: Path) -> bool:
@@ -304,21 +305,27 @@ class Demo:
         self.log(f"these searches with their photos: {self.layout.search_page}")
 
     def summary(self, rows: list[Evaluated], teacher: Path, student: Path) -> None:
+        from siglip2_sdk.export.parity import Thresholds
+
         self.announce("summary")
         chance = _retrieval_chance(test_examples(self.layout.data))
         table = Table(
             title=f"demo: test split, R@1 and top-1 in % (chance: t→i R@1 {chance.get('all', 0.0):.2f}, "
-            f"zero-shot {_zero_shot_chance(rows):.1f}); ms: batch 1 on one thread"
+            f"zero-shot {_zero_shot_chance(rows):.1f}); agreement: the parity gate's top-1 answers kept t→i/i→t "
+            f"on {PARITY_EXAMPLES} held-out pairs (gate: {Thresholds().agreement}); ms: batch 1 on one thread"
         )
+        # No runtime column: a bundle's name says it, and the table fits a 150-column log.
         columns = (
-            "model", "runtime", "precision", "gate", "MB", "t→i R@1", "i→t R@1", "zero-shot top-1",
+            "model", "precision", "gate", "agreement", "MB", "t→i R@1", "i→t R@1", "zero-shot top-1",
             "image ms", "text ms",
         )  # fmt: skip
         for column in columns:
-            table.add_column(column, justify="left" if column in columns[:4] else "right")
+            table.add_column(column, justify="left" if column in columns[:3] else "right")
         for row in rows:
+            agreement = f"{row.agreement[0]:.3f}/{row.agreement[1]:.3f}" if row.agreement else "-"
+            precision = row.precision if row.runtime != "torch" else f"{row.precision} (torch)"
             table.add_row(
-                row.name, row.runtime, row.precision, row.status,
+                row.name, precision, row.status, agreement,
                 f"{row.megabytes:.1f}" if row.megabytes is not None else "-", *_measured_cells(row.results),
             )  # fmt: skip
         self.console.print(table)
@@ -409,7 +416,15 @@ def _row(name: str, folder: Path, results: dict | None) -> Evaluated:
     if (folder / "manifest.json").is_file():
         manifest = read_manifest(folder)
         megabytes = sum(f.bytes for f in manifest.files.values()) / 2**20
-        return Evaluated(name, manifest.runtime, manifest.precision, manifest.status, megabytes, results)
+        parity = manifest.parity or {}
+        agreement = (
+            (parity["t2i_top1_agreement"], parity["i2t_top1_agreement"])
+            if "t2i_top1_agreement" in parity
+            else None
+        )
+        return Evaluated(
+            name, manifest.runtime, manifest.precision, manifest.status, megabytes, results, agreement
+        )
     size = (folder / "model.safetensors").stat().st_size / 2**20
     return Evaluated(name, "torch", "fp32", "-", size, results)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from siglip2_sdk.core.workers import load, loaded, spawned_pool
 
 LATENCY_RUNS = 20
+PARITY_EXAMPLES = 256  # held-out test pairs each bundle is compared with the float student on
 
 
 def test_examples(data: Path) -> list:
@@ -91,7 +92,7 @@ def _export_setup(student: str, data: str, bundles: str, model_id: str, one_thre
 
     model = load_checkpoint(student)
     tokenizer = Tokenizer.for_text_tower(Path(student) / "tokenizer.json", model.config.text)
-    parity = parity_data_from_shards(str(Path(data) / "test-*.tar"), 256)
+    parity = parity_data_from_shards(str(Path(data) / "test-*.tar"), PARITY_EXAMPLES)
     calibration = calibration_inputs(
         parity_data_from_shards(str(Path(data) / "val-*.tar"), 128), model.image_preprocessing, tokenizer
     )

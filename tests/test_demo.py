@@ -122,6 +122,9 @@ def check_demo(out: Path, exports: list[tuple[str, str]], capsys) -> None:
     assert {"teacher", "student", *manifests} <= set(rows), f"summary rows: {sorted(rows)}"
     for name, manifest in manifests.items():
         assert manifest.status in rows[name]
+        parity = manifest.parity
+        # Every bundle's gate figures are in the summary, the refused ones' too.
+        assert f"{parity['t2i_top1_agreement']:.3f}/{parity['i2t_top1_agreement']:.3f}" in rows[name]
         # Readers refuse a bundle that failed its gate, so the demo lists it without measuring it.
         assert (out / "eval" / f"{name}.json").is_file() == (manifest.status == "ok")
     student = json.loads((out / "eval" / "student.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -103,6 +104,80 @@ def machine_info() -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
+
+
+def measured_peaks(threads: int, size: int = 1536, runs: int = 5) -> dict:
+    """What the cores in use reach, measured: the best of `runs` square GEMMs of `size` in fp32
+    (torch, oneDNN / MKL) and in u8 x s8 int8 (onnxruntime's MatMulInteger, MLAS), in G(FL)OP/s.
+
+    The flags-based peak multiplies a clock that virtual machines misreport (/proc/cpuinfo gives the
+    TSC rate; boost is invisible) by a per-cycle rate; these runs include the real clock and what this
+    CPU's best kernels reach, so the benchmark compares bundles with them. Hand-written: no library
+    reports either figure. None where torch or onnxruntime is missing."""
+    operations = 2 * size**3
+    return {
+        "fp32_gflops": _best_rate(_torch_gemm(size, threads), operations, runs),
+        "int8_gops": _best_rate(_onnxruntime_int8_gemm(size, threads), operations, runs),
+        "size": size,
+        "threads": threads,
+    }
+
+
+def _best_rate(call, operations: int, runs: int) -> float | None:
+    if call is None:
+        return None
+    call()  # warm-up: first-touch, packing, thread start
+    best = min(_seconds(call) for _ in range(runs))
+    return operations / best / 1e9
+
+
+def _seconds(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def _torch_gemm(size: int, threads: int):
+    try:
+        import torch
+    except ImportError:
+        return None
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.rand(size, size, generator=generator), torch.rand(size, size, generator=generator)
+
+    def call():
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            torch.mm(a, b)
+        finally:
+            torch.set_num_threads(before)
+
+    return call
+
+
+def _onnxruntime_int8_gemm(size: int, threads: int):
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.integers(-64, 64, (size, size), dtype=np.int8), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])],
+        "int8_gemm",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [size, size])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    a = rng.integers(0, 128, (size, size), dtype=np.uint8)
+    return lambda: session.run(None, {"a": a})
 
 
 def machine_summary() -> str:

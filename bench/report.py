@@ -37,7 +37,18 @@ def _machine_line(report: dict) -> str:
         f"{_fmt(m['clock_mhz'], 0)} MHz ({m['clock_source']}). Peak on all cores: fp32 "
         f"{_fmt(m['peak_fp32_gflops'])} GFLOP/s ({rates['fp32']} FLOP/cycle/core, {rates['vector_bits']}-bit "
         f"FMA x {FMA_UNITS}), int8 {_fmt(m['peak_int8_gops'])} GOP/s ({rates['int8']} OP/cycle/core, "
-        f"{rates['int8_instructions']})."
+        f"{rates['int8_instructions']}).{_measured_line(m)}"
+    )
+
+
+def _measured_line(machine: dict) -> str:
+    measured = machine.get("measured_peak")
+    if not measured:
+        return ""
+    return (
+        f" Measured on {measured['threads']} threads (best square GEMM of {measured['size']}, the peak "
+        f"the compute table uses): fp32 {_fmt(measured['fp32_gflops'])} GFLOP/s (torch), int8 "
+        f"{_fmt(measured['int8_gops'])} GOP/s (onnxruntime MatMulInteger)."
     )
 
 
@@ -85,7 +96,7 @@ def _compute_section(subjects: list[dict], batch: int) -> str:
     for x in subjects:
         c = x["compute"]
         rows.append([
-            x["name"], f"{c['peak']} ({_fmt(c['peak_gops'])})",
+            x["name"], f"{c['peak']} {c.get('peak_source', 'flags')} ({_fmt(c['peak_gops'])})",
             _fmt(c["image"]["gflops"]), _fmt(c["image"]["share_of_peak"], 1, 100),
             _fmt(c["text"]["gflops"]), _fmt(c["text"]["share_of_peak"], 1, 100),
         ])  # fmt: skip

@@ -18,7 +18,7 @@ from siglip2_sdk.encoder import Encoder
 
 from .accuracy import accuracies, measure_accuracy, retention
 from .indexing import index_all
-from .machine import machine_info, package_versions
+from .machine import machine_info, measured_peaks, package_versions
 from .probe import probe_all
 from .report import write_report
 from .settings import BASELINES, BenchSettings
@@ -56,6 +56,8 @@ def run_bench(
     wanted = settings.examples and max(settings.examples, settings.index_images, settings.batch_size)
     examples = read_examples(data, wanted)
     accuracy_examples = examples[: settings.examples]
+    log(f"measuring the CPU's fp32 and int8 GEMM peak on {threads} threads")
+    machine["measured_peak"] = measured_peaks(threads)
 
     probes = probe_all(subjects, threads, settings, progress)
     log(f"loading {len(subjects)} models")

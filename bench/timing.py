@@ -105,12 +105,18 @@ def speed_figures(times: dict[str, list[float]], batch: int) -> dict:
 
 def compute_figures(speed: dict, flops: dict[str, int], precision: str, machine: dict, threads: int) -> dict:
     """Achieved GFLOP/s at the throughput batch and its share of the peak of the cores in use: the int8
-    peak for int8 bundles, the fp32 peak otherwise (CPU runtimes compute fp16 bundles in fp32)."""
+    peak for int8 bundles, the fp32 peak otherwise (CPU runtimes compute fp16 bundles in fp32). The
+    peak is the measured one (`machine["measured_peak"]`, on these threads) where there is one, else
+    the flags-based one; both are kept."""
     cores = min(threads, machine["physical_cores"])
     key = "int8" if precision == "int8" else "fp32"
-    mhz = machine["clock_mhz"]
-    limit = peak(machine["per_cycle_per_core"][key], cores, mhz)
-    figures = {"peak": key, "peak_gops": limit, "cores": cores}
+    flags_limit = peak(machine["per_cycle_per_core"][key], cores, machine["clock_mhz"])
+    measured = (machine.get("measured_peak") or {}).get("int8_gops" if key == "int8" else "fp32_gflops")
+    limit = measured or flags_limit
+    figures = {
+        "peak": key, "peak_gops": limit, "peak_source": "measured" if measured else "flags",
+        "flags_peak_gops": flags_limit, "cores": cores,
+    }  # fmt: skip
     for tower in ("image", "text"):
         achieved = flops[tower] * speed[tower]["batch_per_s"] / 1e9
         figures[tower] = {"gflops": achieved, "share_of_peak": achieved / limit if limit else None}

@@ -311,8 +311,9 @@ class Demo:
         chance = _retrieval_chance(test_examples(self.layout.data))
         table = Table(
             title=f"demo: test split, R@1 and top-1 in % (chance: t→i R@1 {chance.get('all', 0.0):.2f}, "
-            f"zero-shot {_zero_shot_chance(rows):.1f}); agreement: the parity gate's top-1 answers kept t→i/i→t "
-            f"on {PARITY_EXAMPLES} held-out pairs (gate: {Thresholds().agreement}); ms: batch 1 on one thread"
+            f"zero-shot {_zero_shot_chance(rows):.1f}); agreement: the parity gate's top-1 answers kept "
+            f"t→i/i→t on {PARITY_EXAMPLES} held-out pairs (gate: {Thresholds().agreement}); "
+            "ms: batch 1 on one thread"
         )
         # No runtime column: a bundle's name says it, and the table fits a 150-column log.
         columns = (

@@ -181,6 +181,21 @@ def test_machine_peak_is_cores_times_clock_times_rate():
     assert machine["peak_int8_gops"] >= machine["peak_fp32_gflops"]
 
 
+def test_measured_peaks_are_rates_the_compute_figures_use():
+    from siglip2_sdk.bench.machine import measured_peaks
+    from siglip2_sdk.bench.timing import compute_figures
+
+    measured = measured_peaks(threads=1, size=256, runs=2)
+    assert measured["fp32_gflops"] > 0.1 and measured["int8_gops"] > 0.1
+    machine = {**machine_info(), "measured_peak": measured}
+    speed = {tower: {"batch_per_s": 10.0} for tower in ("image", "text")}
+    figures = compute_figures(speed, {"image": 10**9, "text": 10**9}, "int8", machine, threads=1)
+    assert figures["peak_source"] == "measured" and figures["peak_gops"] == measured["int8_gops"]
+    assert figures["image"]["share_of_peak"] == pytest.approx(10 / measured["int8_gops"])
+    flags_only = compute_figures(speed, {"image": 10**9, "text": 10**9}, "fp32", machine_info(), threads=1)
+    assert flags_only["peak_source"] == "flags"
+
+
 def test_user_errors_are_one_clean_line(setup, tmp_path, capsys):
     _, checkpoint, _, _, bundle = setup
     other = tiny_checkpoint(tmp_path)

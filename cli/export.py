@@ -130,7 +130,17 @@ def run_export(args: argparse.Namespace) -> int:
     table = Table(
         title=f"bundles of {model_id} in {args.out} (parity on {len(parity_data.texts)} held-out examples)"
     )
-    for column in ("bundle", "status", "MB", "image cos min", "text cos min", "t→i agree", "i→t agree"):
+    columns = (
+        "bundle",
+        "status",
+        "MB",
+        "image cos min",
+        "text cos min",
+        "t→i agree",
+        "i→t agree",
+        "partitions",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column in ("bundle", "status") else "right")
     failed = 0
     for to, precision in targets:
@@ -144,12 +154,18 @@ def run_export(args: argparse.Namespace) -> int:
         table.add_row(
             result.folder.name, result.manifest.status, f"{megabytes:.1f}", f"{p['image_cosine_min']:.4f}",
             f"{p['text_cosine_min']:.4f}", f"{p['t2i_top1_agreement']:.3f}", f"{p['i2t_top1_agreement']:.3f}",
+            _partitions(result.manifest.delegate_partitions),
         )  # fmt: skip
         if result.problems:
             failed += 1
             print(f"{result.folder}: parity gate failed: {'; '.join(result.problems)}", file=sys.stderr)
     Console().print(table)
     return 1 if failed else 0
+
+
+def _partitions(partitions: dict[str, int]) -> str:
+    """Delegate partitions per tower, image/text; "-" where the runtime decides at load."""
+    return f"{partitions['image']}/{partitions['text']}" if partitions else "-"
 
 
 def _demo_data_there(given: str, default: str, flag: str, use: str) -> None:

@@ -67,6 +67,10 @@ class Manifest:
     # sha256 of the source checkpoint's tensors (core.digest.weights_digest): the model's identity,
     # shared by every bundle exported from it. Empty in bundles exported before it was recorded.
     weights_digest: str = ""
+    # Per tower, the delegate partitions the file runs in (ExecuTorch: XNNPACK subgraphs; every op
+    # between them runs on the portable CPU kernels). Empty where the runtime decides at load (LiteRT)
+    # or there is no delegate (onnxruntime), and in bundles exported before it was recorded.
+    delegate_partitions: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -67,6 +67,8 @@ def describe_bundle(folder: Path) -> dict:
         "text preprocessing": vars(manifest.text),
         "t, b": [manifest.logit_scale, manifest.logit_bias],
         "batch size": manifest.batch_size,
+        "delegate partitions": manifest.delegate_partitions
+        or "not recorded (decided by the runtime at load)",
         "parity": manifest.parity,
         "files": {role: f"{f.path} ({f.bytes / 2**20:.1f} MiB)" for role, f in manifest.files.items()},
     }

@@ -77,18 +77,20 @@ def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calib
         image, text = HalfTower(image), HalfTower(text)
     int8 = INT8_MODULES if precision == "int8" else {"image": (), "text": ()}
     with torch.no_grad():
-        _lower(image, towers.example_pixels(), folder / FILES["image_model"], int8["image"])
-        _lower(text, towers.example_ids(), folder / FILES["text_model"], int8["text"])
+        partitions = {
+            "image": _lower(image, towers.example_pixels(), folder / FILES["image_model"], int8["image"]),
+            "text": _lower(text, towers.example_ids(), folder / FILES["text_model"], int8["text"]),
+        }
     return Lowered(
         files=dict(FILES),
         quantization=SCHEMES[precision],
         max_batch={"image": MAX_BATCH, "text": MAX_BATCH},
+        delegate_partitions=partitions,
     )
 
 
-def _lower(
-    module: torch.nn.Module, example: torch.Tensor, path: Path, int8_modules: tuple[type, ...]
-) -> None:
+def _lower(module: torch.nn.Module, example: torch.Tensor, path: Path, int8_modules: tuple[type, ...]) -> int:
+    """Write the lowered program to `path`; returns how many XNNPACK partitions it calls."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
@@ -98,9 +100,12 @@ def _lower(
         quantized = _quantized(exported.module(), example, int8_modules)
         exported = torch.export.export(quantized, (example,), dynamic_shapes=shapes)
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    graph = edge.exported_program().graph_module.graph
+    partitions = sum(1 for node in graph.nodes if "executorch_call_delegate" in str(node.target))
     # The fusion pass turns each dequantize + embedding pair into one embedding_byte kernel.
     program = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=bool(int8_modules)))
     path.write_bytes(program.buffer)
+    return partitions
 
 
 def _quantized(module: torch.nn.Module, example: torch.Tensor, int8_modules: tuple[type, ...]):

@@ -70,6 +70,8 @@ class Lowered:
     # Per tower: a fixed batch the file only accepts (TFLite), or the largest of a dynamic batch axis.
     batch_size: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
     max_batch: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
+    # Per tower, the delegate partitions the file runs in; empty where the runtime decides at load.
+    delegate_partitions: dict[str, int] = field(default_factory=dict)
 
 
 # Loggers of the lowering libraries that print advice meant for their own developers (missing

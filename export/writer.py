@@ -132,6 +132,7 @@ def export_bundle(
             files={role: describe_file(staging, file) for role, file in files.items()},
             batch_size=lowered.batch_size,
             max_batch=lowered.max_batch,
+            delegate_partitions=lowered.delegate_partitions,
             vocabulary=vocabulary.manifest_entry() if vocabulary else {},
             created_by=f"siglip2-sdk {__version__}",
             weights_digest=digest,

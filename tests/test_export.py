@@ -11,6 +11,7 @@ import pytest
 
 from siglip2_sdk import Encoder
 from siglip2_sdk.cli import main
+from siglip2_sdk.core.bundle import read_manifest
 from siglip2_sdk.core.checkpoint import load_checkpoint
 from siglip2_sdk.core.errors import BundleError, Siglip2Error
 from siglip2_sdk.export.parity import Thresholds
@@ -155,6 +156,10 @@ def test_executorch_bundle_passes_the_gate_and_runs_past_its_batch_bound(executo
 
     assert executorch_bundle.manifest.status == "ok"
     assert executorch_bundle.manifest.max_batch == {"image": MAX_BATCH, "text": MAX_BATCH}
+    # Recorded per tower: every XNNPACK subgraph the file calls (ops between them run outside it).
+    partitions = executorch_bundle.manifest.delegate_partitions
+    assert set(partitions) == {"image", "text"} and all(count >= 1 for count in partitions.values())
+    assert read_manifest(executorch_bundle.folder).delegate_partitions == partitions
     bundle, reference = Encoder.load(executorch_bundle.folder), Encoder.load(checkpoint)
     assert bundle.runtime == "executorch"
     texts = [TEXTS[i % len(TEXTS)] for i in range(MAX_BATCH + 6)]  # more than one program call

@@ -30,7 +30,9 @@ class Manifest(
     /** A pruned token table ({"kept", "of", ...}, JSON text per key); empty: the full vocabulary. */
     val vocabulary: Map<String, String>,
     val formatVersion: Int,
-    val createdBy: String
+    val createdBy: String,
+    /** Delegate partitions per tower (ExecuTorch's XNNPACK subgraphs), JSON text per key; empty: not recorded. */
+    val delegatePartitions: Map<String, String> = emptyMap()
 ) {
     companion object {
         private val REQUIRED = listOf(
@@ -40,7 +42,7 @@ class Manifest(
         private val OPTIONAL =
             listOf(
                 "batch_size", "max_batch", "parity", "status", "vocabulary", "format_version", "created_by",
-                "weights_digest"
+                "weights_digest", "delegate_partitions"
             )
 
         /** Parse an already decoded manifest object; `where` names the file in error messages. */
@@ -67,7 +69,8 @@ class Manifest(
                 status = if (json.has("status")) string(json, "status", where) else "ok",
                 vocabulary = jsonTexts(json.get("vocabulary"), "vocabulary", where),
                 formatVersion = int(json.get("format_version"), "format_version", where),
-                createdBy = if (json.has("created_by")) string(json, "created_by", where) else ""
+                createdBy = if (json.has("created_by")) string(json, "created_by", where) else "",
+                delegatePartitions = jsonTexts(json.get("delegate_partitions"), "delegate_partitions", where)
             )
         }
 

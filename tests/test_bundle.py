@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +74,14 @@ def test_unknown_runtime_is_refused(tmp_path):
 def test_a_folder_without_manifest_is_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="not a bundle"):
         read_manifest(tmp_path)
+
+
+def test_the_android_reader_knows_every_manifest_key():
+    """The Android core refuses unknown manifest keys (as this SDK's reader does), so a field added
+    here must be added to its Manifest.kt too, or phones refuse every new bundle."""
+    kotlin = (
+        Path(__file__).parents[1] / "android_demo/core/src/main/kotlin/siglip2/core/Manifest.kt"
+    ).read_text()
+    lists = re.findall(r"(?:REQUIRED|OPTIONAL)\s*=\s*listOf\((.*?)\)", kotlin, re.DOTALL)
+    known = {key for block in lists for key in re.findall(r'"(\w+)"', block)}
+    assert {field.name for field in dataclasses.fields(Manifest)} <= known

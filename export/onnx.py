@@ -133,7 +133,7 @@ def int8_dynamic(path: Path, tower: str, calibration: np.ndarray) -> None:
     `reduce_range` keeps weights to 7 bits: on AVX2 without VNNI the u8 x s8 kernel adds pairs of
     products in int16 (`vpmaddubsw`), which full-range weights overflow (image cosine 0.94 on the demo
     student without it, 0.999 with it), as onnxruntime's quantization guide warns. The text head
-    (a Gemm) stays fp32: it cost the most accuracy for a negligible share of the work."""
+    (a Gemm) stays fp32, a negligible share of the work."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
@@ -218,8 +218,8 @@ def _int8_token_rows(graph: onnx.GraphProto) -> None:
 
 
 def _symmetric_int8(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """int8 values in [-127, 127] and the fp32 scales (kept dims) that multiply them back, one scale
-    per slice along every axis but `axis`."""
+    """int8 values in [-127, 127] and the fp32 scales (kept dims) that multiply them back: each scale
+    is the largest magnitude along `axis` over 127, one per position of the other axes."""
     scale = np.maximum(np.abs(values).max(axis=axis, keepdims=True), 1e-12) / 127.0
     quantized = np.clip(np.rint(values / scale), -127, 127).astype(np.int8)
     return quantized, scale.astype(np.float32)

@@ -75,14 +75,20 @@ def bundle_folder(out: Path, runtime: str, precision: str) -> Path | None:
 
 
 def export_one(
-    checkpoint: Path, to: str, precision: str, out: Path, data: Path, min_agreement: float = 0.0
+    checkpoint: Path,
+    to: str,
+    precision: str,
+    out: Path,
+    data: Path,
+    min_agreement: float = 0.0,
+    parity_examples: int = PARITY_EXAMPLES,
 ) -> dict:
     """Run `siglip2-sdk export` for one target in a fresh interpreter; its wall time and peak RSS.
     The gate's agreement is not held by default: a random model's rankings are noise."""
     command = [
         sys.executable, "-c", CHILD, "export", str(checkpoint), "--to", to, "--precision", precision,
         "--out", str(out), "--parity-data", str(data / "test-*.tar"),
-        "--parity-examples", str(PARITY_EXAMPLES), "--calibration-data", str(data / "val-*.tar"),
+        "--parity-examples", str(parity_examples), "--calibration-data", str(data / "val-*.tar"),
         "--calibration-examples", str(CALIBRATION_EXAMPLES), "--min-agreement", str(min_agreement),
     ]  # fmt: skip
     start = time.perf_counter()

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from export_matrix import ARTIFACTS as BENCH_ARTIFACTS
-from export_matrix import RESULTS, ensure_checkpoint
+from export_matrix import RESULTS, bundle_folder, ensure_checkpoint, export_one
 
 from siglip2_sdk.bench import BenchSettings, machine_info, run_bench
 from siglip2_sdk.core.bundle import read_manifest
@@ -24,7 +22,6 @@ from siglip2_sdk.core.bundle import read_manifest
 OUT = Path("artifacts/onnx-int8")
 PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
 DEMO_PARITY_EXAMPLES = 256  # what `make demo` gates on
-CLI = "import sys; from siglip2_sdk.cli import main; sys.exit(main(sys.argv[1:]))"
 SPEED = BenchSettings(runs=12, batch_runs=1, warmup=2, accuracy="cosine", examples=16, index_images=8)
 
 
@@ -32,20 +29,10 @@ def export(checkpoint: Path, out: Path, data: Path, examples: int, min_agreement
     """One bundle per precision (an existing one is reused), by the CLI as a user runs it."""
     folders = {}
     for precision in PRECISIONS:
-        found = [f for f in out.glob(f"*-onnxruntime-{precision}") if (f / "manifest.json").is_file()]
-        if not found:
-            command = [
-                sys.executable, "-c", CLI, "export", str(checkpoint), "--to", "onnx",
-                "--precision", precision, "--out", str(out), "--parity-data", str(data / "test-*.tar"),
-                "--calibration-data", str(data / "val-*.tar"), "--parity-examples", str(examples),
-                "--min-agreement", str(min_agreement),
-            ]  # fmt: skip
+        if bundle_folder(out, "onnxruntime", precision) is None:
             print(f"exporting {checkpoint} to onnx {precision}", flush=True)
-            subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
-            found = list(out.glob(f"*-onnxruntime-{precision}"))
-            if not found:
-                raise SystemExit(f"exporting {checkpoint} to onnx {precision} wrote no bundle")
-        folders[precision] = found[0]
+            export_one(checkpoint, "onnx", precision, out, data, min_agreement, parity_examples=examples)
+        folders[precision] = bundle_folder(out, "onnxruntime", precision)
     return folders
 
 

@@ -21,6 +21,7 @@ import ast
 import contextlib
 import io
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,7 +192,10 @@ def _int8_token_rows(graph: onnx.GraphProto) -> None:
     the largest error in the int8 text tower."""
     from onnx import TensorProto, helper, numpy_helper
 
-    tables = {tensor.name: tensor for tensor in graph.initializer}
+    # Only a table one Gather alone reads: rewriting a shared one would leave its other readers dangling.
+    readers = Counter(name for node in graph.node for name in node.input)
+    only_gathered = _constant_inputs(graph, {("Gather", 0)})
+    tables = {t.name: t for t in graph.initializer if t.name in only_gathered and readers[t.name] == 1}
     for node in list(graph.node):
         table = tables.get(node.input[0]) if node.op_type == "Gather" else None
         if table is None or table.data_type != TensorProto.FLOAT or len(table.dims) != 2:

@@ -84,8 +84,8 @@ def run_export(args: argparse.Namespace) -> int:
     """
     from siglip2_sdk.core.checkpoint import load_checkpoint
     from siglip2_sdk.core.tokenizer import Tokenizer
+    from siglip2_sdk.core.vocabulary import check_sources, split_languages
     from siglip2_sdk.export.parity import Thresholds
-    from siglip2_sdk.export.vocab import check_sources
     from siglip2_sdk.export.writer import (
         PRECISIONS,
         calibration_inputs,
@@ -108,7 +108,7 @@ def run_export(args: argparse.Namespace) -> int:
                 targets.append((to, precision))
             else:
                 print(f"skipping {to} {precision}: not offered for {to} yet", file=sys.stderr)
-    languages = [tag for tag in (args.languages or "").split(",") if tag]
+    languages = split_languages(args.languages)
     check_sources(args.vocab_from, languages)
     _demo_data_there(args.parity_data, DEMO_PARITY_DATA, "--parity-data", "the parity gate compares on")
     parity_data = parity_data_from_shards(args.parity_data, args.parity_examples, languages)
@@ -183,7 +183,7 @@ def _demo_data_there(given: str, default: str, flag: str, use: str) -> None:
 def _pruned_vocabulary(model, data: str | None, languages: list[str]):
     """The kept token ids when --vocab-from/--languages ask for pruning (None: the full vocabulary),
     with what it saves said on stderr."""
-    from siglip2_sdk.export.vocab import kept_vocabulary
+    from siglip2_sdk.core.vocabulary import kept_vocabulary
 
     if data is None and not languages:
         return None

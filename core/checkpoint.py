@@ -21,6 +21,7 @@ from .errors import CheckpointError
 from .hub import resolve_checkpoint
 from .model import SiglipModel
 from .preprocess import ImagePreprocessing
+from .vocabulary import TABLE, VOCABULARY_FILE, full_table, read_vocabulary, write_vocabulary
 
 # transformers keeps the MAP head's attention as one packed nn.MultiheadAttention; we keep q/k/v apart.
 _MAP_ATTENTION = "vision_model.head.attention."
@@ -109,6 +110,12 @@ def load_checkpoint(path_or_id: str | os.PathLike, *, dtype: torch.dtype = torch
     except RuntimeError as exc:
         raise CheckpointError(f"'{folder}': weights do not fit config.json: {exc}") from None
     model.image_preprocessing = read_image_preprocessing(folder, config)
+    model.vocabulary = read_vocabulary(folder)
+    if model.vocabulary is not None and model.vocabulary.of != config.text.vocab_size:
+        raise CheckpointError(
+            f"'{folder}': {VOCABULARY_FILE} is for a {model.vocabulary.of:,}-token vocabulary, the model "
+            f"has {config.text.vocab_size:,}"
+        )
     model.source_dir = folder
     return model.eval()
 
@@ -150,6 +157,10 @@ def _write_checkpoint(
 ) -> None:
     (folder / "config.json").write_text(json.dumps(to_hf_config(model.config), indent=2) + "\n")
     state = {name: t.detach().cpu() for name, t in model.state_dict().items()}
+    # A compact text tower is written with the full table, so transformers loads it as it is.
+    state[f"text_model.{TABLE}"] = full_table(model.text_model).cpu()
+    if model.vocabulary is not None:
+        write_vocabulary(model.vocabulary, folder)
     save_file(state_dict_to_hf(state), folder / "model.safetensors", metadata={"format": "pt"})
 
     preprocessing = image_preprocessing or getattr(model, "image_preprocessing", None)

@@ -43,8 +43,22 @@ def describe_checkpoint(folder: Path) -> dict:
         f"text {params['text'] / 1e6:.1f}M)",
         "image preprocessing": preprocessing.to_dict() if preprocessing else "none (SigLIP 2 default)",
         "tokenizer": "tokenizer.json" if (folder / "tokenizer.json").is_file() else "missing",
+        "trained vocabulary": _trained_vocabulary(folder),
         "weights": [f"{w.name} ({w.stat().st_size / 2**20:.1f} MiB)" for w in weights] or "missing",
     }
+
+
+def _trained_vocabulary(folder: Path) -> str:
+    """What the checkpoint's vocabulary.json (core/vocabulary.py) says was trained, read as JSON: `info`
+    stays torch-free."""
+    path = folder / "vocabulary.json"
+    if not path.is_file():
+        return "full"
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        return f"{entry['kept']:,} of {entry['of']:,} token ids ({entry['from']}); the others read as <unk>"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable vocabulary.json ({exc!r})"
 
 
 def describe_bundle(folder: Path) -> dict:

@@ -24,6 +24,7 @@ CHECKPOINT_PATTERNS = [
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "vocabulary.json",  # the kept token ids of a model trained on a compact vocabulary (core/vocabulary.py)
 ]
 
 

@@ -131,10 +131,14 @@ class TokenEmbeddings(nn.Module):
         super().__init__()
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
         self.position_embedding = nn.Embedding(cfg.context_length, cfg.width)
+        # A compact vocabulary (core/vocabulary.py) keeps some rows of the table and maps each
+        # original token id to its row here; None: the full table, indexed by the id itself.
+        self.register_buffer("row_of_id", None, persistent=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         length = input_ids.shape[1]
-        return self.token_embedding(input_ids) + self.position_embedding.weight[:length]
+        rows = input_ids if self.row_of_id is None else self.row_of_id[input_ids]
+        return self.token_embedding(rows) + self.position_embedding.weight[:length]
 
 
 class TextTower(nn.Module):
@@ -179,6 +183,9 @@ class SiglipModel(nn.Module):
         self.text_model = TextTower(config.text)
         self.logit_scale = nn.Parameter(torch.tensor([math.log(10.0)]))
         self.logit_bias = nn.Parameter(torch.tensor([-10.0]))
+        # The kept vocabulary (core.vocabulary.KeptVocabulary) it was trained with, if any: the
+        # checkpoint's vocabulary.json, or what training compacted the text tower to.
+        self.vocabulary = None
 
     def encode_image(self, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         emb = self.vision_model(pixel_values)

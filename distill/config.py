@@ -36,6 +36,8 @@ class TrainConfig:
     init: str | None = None  # checkpoint to start from
     init_layers: str | None = None  # "0,2": the layers of `init` each tower keeps (None: all)
     teacher_cache: str | None = None  # None: plain sigmoid training (pretrain / select none, no KD)
+    vocab_from: str | None = None  # train a compact token table: the ids of these shards' captions
+    languages: str | None = None  # ... and/or of these languages' scripts ("en,de"); see core/vocabulary.py
     steps: int = 1000
     batch_size: int = 256
     select: str = "acid"
@@ -103,6 +105,13 @@ HELP = {
     "init_layers": "with --init: keep only these layers of each tower, e.g. 0,2 (a shallower student "
     "that starts from the teacher's own weights, as DistilBERT did; default: all)",
     "teacher_cache": "teacher cache folder",
+    "vocab_from": "train only the token-table rows of the ids in these shards' captions (or a .txt, one "
+    "caption per line); other ids read as <unk>. Faster steps and a far smaller text tower; the "
+    "checkpoint keeps the full table (dropped rows copy <unk>'s) and lists the kept ids in "
+    "vocabulary.json, which export prunes to (default: a student started from a checkpoint keeps that "
+    "checkpoint's vocabulary, else the full one)",
+    "languages": "with or instead of --vocab-from: also keep every token written in these languages' "
+    "scripts, e.g. en,de,fr",
     "filter_ratio": "share of each super-batch dropped",
     "chunks": "JEST chunks the acid selection draws the sub-batch in (default: 16)",
     "kd_weight": "ACED distillation weight (0: ACID only)",

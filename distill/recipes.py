@@ -15,6 +15,7 @@ from siglip2_sdk.core.hub import resolve_checkpoint
 from siglip2_sdk.core.model import INIT_SCHEME
 from siglip2_sdk.core.shards import expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
+from siglip2_sdk.core.vocabulary import check_sources, split_languages
 
 from . import teacher_cache
 from .config import TrainConfig, training_settings
@@ -26,7 +27,10 @@ from .train import train
 # time, because drawn uniformly among an example's 14 to 70 languages English came up too rarely to
 # be learnt; Fashion-MNIST's ten class captions are not each other's negatives; 1 example in 20
 # captioned by one of its labels' names (a category: "food", "people & body"), which no caption
-# uses and the zero-shot evaluation asks for (benchmarks/results/demo_recipe.md).
+# uses and the zero-shot evaluation asks for (benchmarks/results/demo_recipe.md). Its token table
+# keeps only the ids of the training captions (`--vocab-from` the data it trains on): the other
+# ~240k rows were a sixth of each step's time and no caption reads them; the student inherits it.
+DEMO_TEACHER_VOCABULARY = "the training captions"
 DEMO_TEACHER = dict(
     student="demo-teacher",
     steps=1600,
@@ -42,7 +46,8 @@ DEMO_TEACHER = dict(
 def demo_teacher_dir(data: str) -> Path:
     """Where the demo teacher for this data and recipe lives (trained once, then reused)."""
     fingerprint = teacher_cache.data_fingerprint(expand_shards(data))
-    recipe = hashlib.sha256(repr((sorted(DEMO_TEACHER.items()), INIT_SCHEME)).encode()).hexdigest()[:6]
+    recipe = repr((sorted(DEMO_TEACHER.items()), INIT_SCHEME, DEMO_TEACHER_VOCABULARY))
+    recipe = hashlib.sha256(recipe.encode()).hexdigest()[:6]
     return cache_dir() / "teachers" / f"demo-{fingerprint}-{recipe}"
 
 
@@ -53,7 +58,10 @@ def resolve_teacher(name: str, data: str, eval_data: str | None, progress, log) 
     folder = demo_teacher_dir(data)
     if not (folder / "final" / "config.json").is_file():
         log(f"no demo teacher for this data yet: training one into {folder} (once)")
-        pretrain(data, folder, eval_data=eval_data, resume=True, progress=progress, log=log, **DEMO_TEACHER)
+        pretrain(
+            data, folder, eval_data=eval_data, resume=True, progress=progress, log=log, vocab_from=data,
+            **DEMO_TEACHER,
+        )  # fmt: skip
     return folder / "final"
 
 
@@ -119,10 +127,16 @@ def pretrain(
 ) -> Path:
     """Train from scratch with the plain sigmoid loss (how the demo teacher is made)."""
     settings = training_settings(**{"select": "none", "kd_weight": 0.0, "teacher_cache": None, **settings})
+    check_vocabulary_sources(settings)
     config = TrainConfig(
         data=data, out=str(out), tokenizer=str(fetch_gemma_tokenizer()), eval_data=eval_data, **settings
     )
     return train(config, resume=resume, progress=progress, log=log)
+
+
+def check_vocabulary_sources(settings: dict) -> None:
+    """Refuse an unknown --languages tag or --vocab-from data that is not there, before any work."""
+    check_sources(settings.get("vocab_from"), split_languages(settings.get("languages")))
 
 
 def distill(
@@ -139,6 +153,7 @@ def distill(
 ) -> Path:
     """ACID/ACED distillation of a student from `teacher` on `data`; the student lands in out/final."""
     settings = training_settings(**settings)  # checked before the teacher is trained or embeds
+    check_vocabulary_sources(settings)
     teacher_dir = resolve_teacher(teacher, data, eval_data, progress, log)
     if settings.get("init") == "teacher":  # the student starts from the teacher's own weights
         settings["init"] = str(teacher_dir)

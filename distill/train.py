@@ -32,6 +32,7 @@ from siglip2_sdk.core.evaluate import headline
 from siglip2_sdk.core.model import SiglipModel, build_model
 from siglip2_sdk.core.shards import LABEL_CAPTION, expand_shards
 from siglip2_sdk.core.tokenizer import Tokenizer
+from siglip2_sdk.core.vocabulary import kept_vocabulary, split_languages, with_kept_rows
 
 from .config import TrainConfig
 from .data import DecodedImages, KeptShards, SuperBatch, caption_policy, model_input, super_batches
@@ -104,6 +105,22 @@ def build_student(config: TrainConfig) -> SiglipModel:
     size = model.config.vision.image_size
     model.image_preprocessing = ImagePreprocessing(size=(size, size))
     return model
+
+
+def compact_vocabulary(model: SiglipModel, config: TrainConfig) -> None:
+    """Train only the kept rows of the token table: those `--vocab-from` / `--languages` name, else
+    those of the vocabulary the starting checkpoint was trained with. Most of a small model's
+    parameters are the 256k-row table, most of whose rows no caption of a given corpus reads
+    (core/vocabulary.py; benchmarks/results/design_choices.md, "Training")."""
+    if config.vocab_from or config.languages:
+        model.vocabulary = kept_vocabulary(
+            config.tokenizer,
+            model.config.text,
+            data=config.vocab_from,
+            languages=split_languages(config.languages),
+        )
+    if model.vocabulary is not None:
+        model.text_model = with_kept_rows(model.text_model, model.vocabulary)
 
 
 def keep_layers(model: SiglipModel, layers: list[int]) -> None:
@@ -339,7 +356,9 @@ def train(
             "cache for these with teacher-embed"
         )
 
-    model = build_student(config).to(procs.device)
+    model = build_student(config)
+    compact_vocabulary(model, config)
+    model = model.to(procs.device)
     tokenizer = Tokenizer.for_text_tower(tokenizer_file, model.config.text)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
@@ -356,6 +375,8 @@ def train(
         return out / "final"
     if resume and (last := latest_checkpoint(out)) is not None:
         resumed = load_checkpoint(last)
+        if model.vocabulary is not None:
+            resumed.text_model = with_kept_rows(resumed.text_model, model.vocabulary)
         model.load_state_dict(resumed.state_dict())
         position = load_state(last, optimizer, generator)
         log(f"resuming from {last} at step {position.step}")

@@ -26,12 +26,13 @@ from siglip2_sdk.core.model import SiglipModel, numpy_runner
 from siglip2_sdk.core.preprocess import ImageSource, preprocess
 from siglip2_sdk.core.tokenizer import Tokenizer
 from siglip2_sdk.core.version import __version__
+from siglip2_sdk.core.vocabulary import KeptVocabulary
 from siglip2_sdk.runtimes import open_backend
 
 from . import executorch, litert, onnx
 from .lowering import Calibration, ExportTowers, quiet_lowering
 from .parity import Thresholds, failures, measure
-from .vocab import KeptVocabulary, PrunedTextEncoder
+from .vocab import PrunedTextEncoder
 
 # --to name -> (runtime written in the manifest, the module that lowers to it)
 TARGETS = {
@@ -81,7 +82,8 @@ def export_bundle(
     the figures in its manifest (status "failed" when the gate refuses it). The folder appears whole.
     `calibration` feeds static quantization (int8-static); without it the parity images stand in,
     which only schemes that never read calibration (all but int8-static) or tests should rely on.
-    `vocabulary` prunes the text tower's token table to the kept ids (bundle name suffix `-vocab-...`).
+    `vocabulary` prunes the text tower's token table to the kept ids (bundle name suffix `-vocab-...`);
+    without it, a model trained on a compact vocabulary is pruned to its own (exact, no suffix).
     `digest`: the checkpoint's `weights_digest`, recorded as the bundle's model identity (computed
     when not given). An older bundle of the same name is replaced in one step: readers see the old
     bundle or the new one, never none; staging folders of killed exports are removed."""
@@ -110,6 +112,7 @@ def export_bundle(
     runtime, lowering = TARGETS[to]
     out_root.mkdir(parents=True, exist_ok=True)
     suffix = vocabulary.suffix if vocabulary else ""
+    vocabulary = vocabulary or model.vocabulary
     name = f"{slug(model_id, fallback='model')}-{runtime}-{precision}{suffix}"
     remove_stale_staging(out_root, name)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}.{os.getpid()}.", dir=out_root))

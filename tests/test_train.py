@@ -52,6 +52,14 @@ class Interrupt(Exception):
     pass
 
 
+def stop_after_four(steps, *_):
+    """A progress callback that interrupts training before its fifth step, as a kill would."""
+    for step in steps:
+        if step == 4:
+            raise Interrupt
+        yield step
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
@@ -139,16 +147,10 @@ def test_distill_writes_a_checkpoint_transformers_loads(workspace, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["kd_weight"] == 0.5
 
 
-def test_resume_after_an_interrupt_reproduces_the_uninterrupted_run(workspace, tmp_path):
-    straight = train(config(workspace, tmp_path / "straight", steps=6), log=lambda _: None)
-
-    def stop_after_four(steps, *_):
-        for step in steps:
-            if step == 4:
-                raise Interrupt
-            yield step
-
-    interrupted = config(workspace, tmp_path / "resumed", steps=6, save_every=2)
+@pytest.mark.parametrize("vocabulary", [{}, {"languages": "en"}], ids=["full", "compact"])
+def test_resume_after_an_interrupt_reproduces_the_uninterrupted_run(workspace, tmp_path, vocabulary):
+    straight = train(config(workspace, tmp_path / "straight", steps=6, **vocabulary), log=lambda _: None)
+    interrupted = config(workspace, tmp_path / "resumed", steps=6, save_every=2, **vocabulary)
     with pytest.raises(Interrupt):
         train(interrupted, progress=stop_after_four, log=lambda _: None)
     resumed = train(interrupted, resume=True, log=lambda _: None)

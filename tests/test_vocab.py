@@ -18,12 +18,8 @@ from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.model import TextEncoder, build_model
 from siglip2_sdk.core.tokenizer import Tokenizer
-from siglip2_sdk.export.vocab import (
-    PrunedTextEncoder,
-    ids_in_captions,
-    kept_vocabulary,
-    script_of,
-)
+from siglip2_sdk.core.vocabulary import ids_in_captions, kept_vocabulary, script_of
+from siglip2_sdk.export.vocab import PrunedTextEncoder
 from siglip2_sdk.export.writer import export_bundle, parity_data_from_shards
 
 import fixtures
@@ -188,7 +184,7 @@ def test_an_unknown_language_names_the_known_ones(model, checkpoint):
 
 
 def test_every_demo_corpus_language_is_known():
-    from siglip2_sdk.export.vocab import scripts_of_languages
+    from siglip2_sdk.core.vocabulary import scripts_of_languages
 
     demo = (
         "ach af ak am an ar ast be bg ca ca-valencia cs cy da de el en en-AU en-GB eo es eu fa ff fi fr ga "

@@ -251,7 +251,7 @@ class Demo:
                 verdict = "[green]ok[/]" if not problems else f"[red]failed[/]: {'; '.join(problems)}"
                 figures = _parity_figures(self.layout.bundles / name)
                 self.log(f"{name}: {seconds:.0f} s, parity {verdict} ({figures})")
-        return list(folders.values())
+        return [folder for folder in folders.values() if (folder / MANIFEST_NAME).is_file()]
 
     def evaluate(self, models: dict[str, Path]) -> list[Evaluated]:
         self.announce("evaluate teacher, student and every bundle on the test split")

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from siglip2_sdk.core.workers import load, loaded, spawned_pool
@@ -126,8 +127,15 @@ def exports(
         yield from (_export_one(to, precision) for to, precision in targets)
         return
     with spawned_pool(workers, _logged, str(log), _export_setup, *inputs, True) as pool:
-        for job in as_completed([pool.submit(_export_one, to, precision) for to, precision in targets]):
-            yield job.result()
+        jobs = {pool.submit(_export_one, to, precision): (to, precision) for to, precision in targets}
+        for job in as_completed(jobs):
+            try:
+                yield job.result()
+            except BrokenProcessPool:
+                # A runtime's native assert aborted the worker (and with it the pool's pending jobs): the
+                # demo reports those bundles as not made and goes on with the others.
+                to, precision = jobs[job]
+                yield f"{to} {precision}", [f"its export process crashed (see {log})"], 0.0
 
 
 # --- evaluations ---------------------------------------------------------------------------------

@@ -194,11 +194,11 @@ class KeptVocabulary:
         return vocabulary
 
     def row_of_id(self) -> torch.Tensor:
-        """Original id -> row of the kept table; every dropped id -> the row of `<unk>`. int32: what
-        the exported graphs gather with."""
+        """Original id -> row of the kept table; every dropped id -> the row of `<unk>`. int64:
+        ExecuTorch's int8 table lookup (embedding_byte) takes no other index type."""
         kept = torch.from_numpy(self.ids)
-        rows = torch.full((self.of,), int(np.searchsorted(self.ids, self.unk_id)), dtype=torch.int32)
-        rows[kept] = torch.arange(len(kept), dtype=torch.int32)
+        rows = torch.full((self.of,), int(np.searchsorted(self.ids, self.unk_id)), dtype=torch.int64)
+        rows[kept] = torch.arange(len(kept), dtype=torch.int64)
         return rows
 
 

@@ -73,14 +73,16 @@ def _export(
 
 
 def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
-    """image.onnx and text.onnx in `folder`, both with a dynamic batch axis."""
+    """image.onnx and text.onnx in `folder`, both with a dynamic batch axis, stored at `precision`
+    and then fused for onnxruntime."""
     export_fp32(towers, folder)
-    if precision != "fp32":
-        inputs = {"image": calibration.pixels, "text": calibration.input_ids}
-        with _quiet_quantizers():
-            for tower in ("image", "text"):
-                path = folder / FILES[f"{tower}_model"]
+    inputs = {"image": calibration.pixels, "text": calibration.input_ids}
+    with _quiet_quantizers():
+        for tower in ("image", "text"):
+            path = folder / FILES[f"{tower}_model"]
+            if precision != "fp32":
                 REWRITE[precision](path, tower, inputs[tower])
+            fuse(path)
     return Lowered(files=dict(FILES), quantization=SCHEMES[precision], precision=precision.split("-")[0])
 
 
@@ -96,6 +98,50 @@ def export_fp32(towers: ExportTowers, folder: Path) -> None:
         _export(
             towers.text, towers.example_ids(), INPUTS["text"], "text_embedding", folder / FILES["text_model"]
         )
+
+
+def fuse(path: Path) -> None:
+    """onnxruntime's transformer optimizer on the file: each tanh-GELU with its bias into one FastGelu,
+    each residual Add with the LayerNormalization after it into SkipLayerNormalization, and the
+    Add/Mul chains of the remaining LayerNorms and GELUs into single ops. onnxruntime's own graph
+    optimizer, at load, knows none of these patterns. Run after quantization, whose tools (NNCF) do
+    not read these contrib ops; the patterns are on activations, which quantizing weights leaves be.
+    Which ops fused and what they bought: benchmarks/results/design_choices.md."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model = onnx.load(path)
+    _reduce_l2_as_sum(model.graph)
+    # "clip": the fusion set for pre-LN encoders with tanh GELU. opt_level 0: the Python fusions
+    # only; onnxruntime still applies its own optimizations when it loads the file.
+    fused = optimize_model(model, model_type="clip", opt_level=0, optimization_options=FusionOptions("clip"))
+    onnx.save(fused.model, path)
+
+
+def fused_operators(path: Path) -> Counter:
+    """How many of each onnxruntime contrib op (com.microsoft) the file's graph holds."""
+    graph = onnx.load(path, load_external_data=False).graph
+    return Counter(node.op_type for node in graph.node if node.domain == "com.microsoft")
+
+
+def _reduce_l2_as_sum(graph: onnx.GraphProto) -> None:
+    """ReduceL2 (the embedding's L2 norm) spelled out as Mul -> ReduceSum -> Sqrt, the same sum.
+    onnxruntime's symbolic shape inference has no rule for opset 18's ReduceL2 (axes as an input)
+    and gives up on the whole graph, and the transformer optimizer's SkipLayerNormalization fusion
+    needs the shapes it infers."""
+    from onnx import helper
+
+    for position, node in reversed(list(enumerate(graph.node))):
+        if node.op_type != "ReduceL2" or node.domain:
+            continue
+        data, out = node.input[0], node.output[0]
+        summed = helper.make_node("ReduceSum", [f"{out}.squares", *node.input[1:]], [f"{out}.sum"])
+        summed.attribute.extend(node.attribute)  # keepdims, noop_with_empty_axes: both ops have them
+        spelled = [helper.make_node("Mul", [data, data], [f"{out}.squares"]), summed]
+        spelled.append(helper.make_node("Sqrt", [f"{out}.sum"], [out]))
+        graph.node.remove(node)
+        for offset, new in enumerate(spelled):
+            graph.node.insert(position + offset, new)
 
 
 def fp16_weights(path: Path, tower: str, calibration: np.ndarray) -> None:

@@ -15,6 +15,7 @@ from siglip2_sdk import Encoder
 from siglip2_sdk.core.checkpoint import load_checkpoint, save_checkpoint
 from siglip2_sdk.core.config import preset
 from siglip2_sdk.core.model import build_model
+from siglip2_sdk.export.onnx import fused_operators
 from siglip2_sdk.export.parity import Thresholds
 from siglip2_sdk.export.writer import ParityData, export_bundle
 
@@ -149,6 +150,18 @@ def test_onnx_int8_graphs_hold_the_scheme_they_name(export, precision, int8_ops)
         t.name for t in text.graph.initializer if t.data_type in EIGHT_BITS and t.dims[:1] == [20_000]
     ]
     assert int8_tables, "the token table is not int8"
+
+
+@pytest.mark.parametrize("precision", ("fp32", *ONNX_PRECISIONS))
+def test_onnx_graphs_are_fused_for_onnxruntime(export, precision):
+    """onnxruntime's transformer optimizer ran on every file: one FastGelu per MLP (each block's, and
+    the image head's), residual Adds fused with the LayerNorm after them, whatever the precision."""
+    result = export("onnx", precision)
+    depth = preset("tiny").vision.depth
+    for tower, mlps in (("image", depth + 1), ("text", depth)):
+        fused = fused_operators(result.folder / f"{tower}.onnx")
+        assert fused["FastGelu"] == mlps, f"{tower}: {dict(fused)}"
+        assert fused["SkipLayerNormalization"] >= depth, f"{tower}: {dict(fused)}"
 
 
 def test_onnx_int8_weights_are_int8_on_disk_and_folded_to_float_at_load(export):

@@ -246,14 +246,16 @@ def test_pruned_tower_lowers_to_executorch_and_litert(model, checkpoint, tokeniz
     from executorch.runtime import Runtime
 
     from siglip2_sdk.export.executorch import _lower
+    from siglip2_sdk.export.lowering import INT8_MODULES
 
     pruned = PrunedTextEncoder(model, kept_for(model, checkpoint, languages=["en"])).eval()
     ids = torch.from_numpy(tokenizer(EN_TEXTS))
     with torch.no_grad():
         expected = pruned(ids).numpy()
-        _lower(pruned, ids[:2], tmp_path / "text.pte", int8_modules=())  # fp32
-        method = Runtime.get().load_program(str(tmp_path / "text.pte")).load_method("forward")
-        np.testing.assert_allclose(method.execute([ids])[0].numpy(), expected, atol=1e-5)
+        for int8_modules, tolerance in (((), 1e-5), (INT8_MODULES["text"], 0.02)):  # fp32, then int8
+            _lower(pruned, ids[:2], tmp_path / "text.pte", int8_modules=int8_modules)
+            method = Runtime.get().load_program(str(tmp_path / "text.pte")).load_method("forward")
+            np.testing.assert_allclose(method.execute([ids])[0].numpy(), expected, atol=tolerance)
         # TFLite takes int32 token ids; the remap gather accepts either.
         edge = litert_torch.convert(pruned, (ids.int(),))
         np.testing.assert_allclose(np.asarray(edge(ids.int())), expected, atol=1e-5)

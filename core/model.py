@@ -170,7 +170,9 @@ class TextTower(nn.Module):
         h = last.layer_norm1(x)
         x = x[:, -1:] + last.self_attn(h[:, -1:], h)
         x = x + last.mlp(last.layer_norm2(x))
-        return self.head(self.final_layer_norm(x[:, -1]))
+        # The pooled row stays a (B, 1, W) slice up to here: XNNPACK (ExecuTorch) takes a slice and
+        # a final reshape, not a select, which would leave the LayerNorm and head outside its graph.
+        return self.head(self.final_layer_norm(x)).reshape(x.shape[0], -1)
 
 
 class SiglipModel(nn.Module):

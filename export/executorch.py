@@ -1,4 +1,5 @@
-"""Lowering to ExecuTorch: each tower exported with a bounded dynamic batch and delegated to XNNPACK.
+"""Lowering to ExecuTorch: each tower exported for a fixed batch, in ops the XNNPACK partitioner takes
+(`delegable`), and delegated to XNNPACK.
 
 int8: PT2E with XNNPACK's dynamic quantization (int8 weights per output channel, activations
 quantized per row at run time) where `INT8_MODULES` says, and the token table as int8 rows
@@ -18,18 +19,25 @@ CPUs compute in fp16 (ARMv8.2 and later): on this x86 CPU (AVX2 and F16C, no fp1
 from __future__ import annotations
 
 import copy
+import math
+import types
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from siglip2_sdk.core.model import MLP, Attention, ImageEncoder, MAPHead
+
 from .lowering import INT8_MODULES, Calibration, ExportTowers, Lowered
 
 FILES = {"image_model": "image.pte", "text_model": "text.pte"}
 PRECISIONS = ("fp32", "fp16", "int8")
-# ExecuTorch plans memory for the largest batch the program accepts: a bound keeps the activation
-# arena small on a phone (readers feed larger batches in chunks; the bound is in the manifest).
-MAX_BATCH = 64
+# One fixed batch: XNNPACK in ExecuTorch delegates no reshape or slice of a symbolic size, so a
+# dynamic batch axis cut each demo tower into 22-31 partitions, the ops between them on portable
+# kernels; fixed, each tower is 1-3 (figures: benchmarks/results/design_choices.md). Readers feed
+# larger batches one call per example (the manifest's batch_size), as with LiteRT.
+BATCH_SIZE = 1
+GELU_TANH_SCALE = 2 * math.sqrt(2 / math.pi)  # tanh(u) = 2 * sigmoid(2u) - 1
 SCHEMES = {
     "fp32": "none (XNNPACK-delegated fp32)",
     "fp16": "fp16 weights and activations (XNNPACK), LayerNorm in fp32, float32 inputs and outputs",
@@ -70,21 +78,120 @@ class HalfTower(torch.nn.Module):
         return F.normalize(self.tower(inputs).float(), dim=-1)
 
 
+class DelegableLayerNorm(torch.nn.Module):
+    """LayerNorm in ops the XNNPACK partitioner delegates: its own LayerNorm is not, and each one cut
+    the tower into another partition. XNNPACK averages only the two innermost axes of a 4-D tensor,
+    so each row is viewed as (W, 1) for its mean and variance."""
+
+    def __init__(self, norm: torch.nn.LayerNorm):
+        super().__init__()
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, 1, x.shape[-1], 1)
+        centered = rows - rows.mean(dim=(2, 3), keepdim=True)
+        variance = (centered * centered).mean(dim=(2, 3), keepdim=True)
+        return (centered * torch.rsqrt(variance + self.eps)).reshape(x.shape) * self.weight + self.bias
+
+
+def _delegable_attention(self: Attention, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """`Attention.forward` as XNNPACK takes it: the softmax written out (scaled_dot_product_attention
+    decomposes into a "safe" softmax it does not take) between 3-D batched matmuls (a 4-D matmul
+    decomposes into expands, which it does not take either)."""
+    batch, width = query.shape[0], query.shape[-1]
+    depth = width // self.heads
+
+    def heads(x: torch.Tensor) -> torch.Tensor:  # (B, L, W) -> (B * heads, L, depth)
+        length = x.shape[1]
+        return x.reshape(batch, length, self.heads, depth).transpose(1, 2).reshape(-1, length, depth)
+
+    q, k, v = (
+        heads(self.q_proj(query) * depth**-0.5),
+        heads(self.k_proj(context)),
+        heads(self.v_proj(context)),
+    )
+    out = torch.bmm(torch.bmm(q, k.transpose(1, 2)).softmax(dim=-1), v)
+    length = out.shape[1]
+    return self.out_proj(
+        out.reshape(batch, self.heads, length, depth).transpose(1, 2).reshape(batch, length, width)
+    )
+
+
+def _delegable_mlp(self: MLP, x: torch.Tensor) -> torch.Tensor:
+    """`MLP.forward` with tanh-GELU as x * sigmoid(2u), the same function as 0.5x(1 + tanh(u)): the
+    tanh form decomposes into a cube XNNPACK does not take."""
+    h = self.fc1(x)
+    if self.approximate == "tanh":
+        h = h * torch.sigmoid(GELU_TANH_SCALE * (h + 0.044715 * h * h * h))
+    else:
+        h = F.gelu(h)
+    return self.fc2(h)
+
+
+def _delegable_map_head(self: MAPHead, tokens: torch.Tensor) -> torch.Tensor:
+    """`MAPHead.forward` for the fixed batch: the probe is expanded only for a batch above 1 (XNNPACK
+    takes no expand), and the pooled row is taken by a reshape, which it takes, not a select."""
+    probe = self.probe if tokens.shape[0] == 1 else self.probe.expand(tokens.shape[0], -1, -1)
+    pooled = self.attention(probe, tokens)
+    pooled = pooled + self.mlp(self.layernorm(pooled))
+    return pooled.reshape(tokens.shape[0], -1)
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """F.normalize(x, dim=-1) for (B, D) in ops XNNPACK takes (its norm decomposes into a square
+    root by `pow` and a `sum`, neither taken): the sum of squares as a 4-D mean times D."""
+    batch, width = x.shape
+    squares = (x * x).reshape(batch, 1, width, 1).mean(dim=(2, 3), keepdim=True) * width
+    return x * torch.rsqrt(squares.reshape(batch, 1).clamp_min(1e-24))
+
+
+def _delegable_image_encoder(self: ImageEncoder, pixel_values: torch.Tensor) -> torch.Tensor:
+    return _unit_rows(self.vision_model(pixel_values))
+
+
+def _delegable_text_encoder(self: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    return _unit_rows(self.text_model.pooled(input_ids))
+
+
+def delegable(tower: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `tower` that computes the same function in ops the XNNPACK partitioner delegates
+    (LayerNorm, attention's softmax, tanh-GELU rewritten), so that the tower runs in few partitions:
+    each op left outside splits it, and between partitions activations go through the portable
+    kernels. Module classes stay, so INT8_MODULES still finds the layers to quantize."""
+    tower = copy.deepcopy(tower)
+    for name, module in list(tower.named_modules()):
+        if isinstance(module, torch.nn.LayerNorm):
+            tower.set_submodule(name, DelegableLayerNorm(module))
+        elif isinstance(module, Attention):
+            module.forward = types.MethodType(_delegable_attention, module)
+        elif isinstance(module, MLP):
+            module.forward = types.MethodType(_delegable_mlp, module)
+        elif isinstance(module, MAPHead):
+            module.forward = types.MethodType(_delegable_map_head, module)
+    # The encoders (ImageEncoder; TextEncoder or the pruned one) normalize their embedding last.
+    encode = _delegable_image_encoder if isinstance(tower, ImageEncoder) else _delegable_text_encoder
+    tower.forward = types.MethodType(encode, tower)
+    return tower
+
+
 def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
-    """image.pte and text.pte in `folder`, batch axis dynamic up to MAX_BATCH."""
-    image, text = towers.image, towers.text
-    if precision == "fp16":
-        image, text = HalfTower(image), HalfTower(text)
+    """image.pte and text.pte in `folder`, each for batches of BATCH_SIZE."""
+    if precision == "fp16":  # fp16 keeps its LayerNorms in fp32 (see `Float32LayerNorm`)
+        image, text = HalfTower(towers.image), HalfTower(towers.text)
+    else:
+        image, text = delegable(towers.image), delegable(towers.text)
     int8 = INT8_MODULES if precision == "int8" else {"image": (), "text": ()}
     with torch.no_grad():
         partitions = {
-            "image": _lower(image, towers.example_pixels(), folder / FILES["image_model"], int8["image"]),
-            "text": _lower(text, towers.example_ids(), folder / FILES["text_model"], int8["text"]),
+            "image": _lower(
+                image, towers.example_pixels(BATCH_SIZE), folder / FILES["image_model"], int8["image"]
+            ),
+            "text": _lower(text, towers.example_ids(BATCH_SIZE), folder / FILES["text_model"], int8["text"]),
         }
     return Lowered(
         files=dict(FILES),
         quantization=SCHEMES[precision],
-        max_batch={"image": MAX_BATCH, "text": MAX_BATCH},
+        batch_size={"image": BATCH_SIZE, "text": BATCH_SIZE},
         delegate_partitions=partitions,
     )
 
@@ -94,11 +201,10 @@ def _lower(module: torch.nn.Module, example: torch.Tensor, path: Path, int8_modu
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
-    shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
-    exported = torch.export.export(module, (example,), dynamic_shapes=shapes)
+    exported = torch.export.export(module, (example,))
     if int8_modules:
         quantized = _quantized(exported.module(), example, int8_modules)
-        exported = torch.export.export(quantized, (example,), dynamic_shapes=shapes)
+        exported = torch.export.export(quantized, (example,))
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     graph = edge.exported_program().graph_module.graph
     partitions = sum(1 for node in graph.nodes if "executorch_call_delegate" in str(node.target))

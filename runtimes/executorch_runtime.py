@@ -32,7 +32,7 @@ class ExecuTorchBackend:
             torch.set_num_threads(threads)
         self._torch = torch
         runtime = Runtime.get()
-        self.methods, self.max_batch = {}, {}
+        self.methods, self.max_batch, self.fixed = {}, {}, {}
         for tower, role in (("image", "image_model"), ("text", "text_model")):
             path = bundle_dir / manifest.files[role].path
             try:
@@ -47,14 +47,20 @@ class ExecuTorchBackend:
                 list(meta.input_tensor_meta(0).sizes()),
                 list(meta.output_tensor_meta(0).sizes()),
             )
-            self.max_batch[tower] = manifest.max_batch.get(tower) or 1
+            # A fixed batch (current bundles), else the bound of a dynamic batch axis (older ones).
+            self.fixed[tower] = manifest.batch_size.get(tower)
+            self.max_batch[tower] = self.fixed[tower] or manifest.max_batch.get(tower) or 1
+
+    def _call(self, tower: str, piece: np.ndarray) -> np.ndarray:
+        """One program call; a short last piece is padded to the fixed batch and the padding dropped."""
+        rows, fixed = len(piece), self.fixed[tower]
+        if fixed and rows < fixed:
+            piece = np.concatenate([piece, np.repeat(piece[-1:], fixed - rows, axis=0)])
+        return self.methods[tower].execute([self._torch.from_numpy(piece)])[0].numpy()[:rows]
 
     def _run(self, tower: str, batch: np.ndarray) -> np.ndarray:
         step = self.max_batch[tower]
-        pieces = [
-            self.methods[tower].execute([self._torch.from_numpy(batch[start : start + step])])[0].numpy()
-            for start in range(0, len(batch), step)
-        ]
+        pieces = [self._call(tower, batch[start : start + step]) for start in range(0, len(batch), step)]
         return (
             np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.empty((0, 0), np.float32)
         )

@@ -151,18 +151,19 @@ def executorch_bundle(checkpoint, parity_data, tmp_path_factory):
     return export_bundle(load_checkpoint(checkpoint), "tiny", "executorch", "fp32", out, parity_data)
 
 
-def test_executorch_bundle_passes_the_gate_and_runs_past_its_batch_bound(executorch_bundle, checkpoint):
-    from siglip2_sdk.export.executorch import MAX_BATCH
+def test_executorch_bundle_passes_the_gate_in_few_partitions_past_its_batch(executorch_bundle, checkpoint):
+    from siglip2_sdk.export.executorch import BATCH_SIZE
 
     assert executorch_bundle.manifest.status == "ok"
-    assert executorch_bundle.manifest.max_batch == {"image": MAX_BATCH, "text": MAX_BATCH}
+    assert executorch_bundle.manifest.batch_size == {"image": BATCH_SIZE, "text": BATCH_SIZE}
     # Recorded per tower: every XNNPACK subgraph the file calls (ops between them run outside it).
+    # `delegable` rewrites what XNNPACK does not take, so each tower is one or two.
     partitions = executorch_bundle.manifest.delegate_partitions
-    assert set(partitions) == {"image", "text"} and all(count >= 1 for count in partitions.values())
+    assert set(partitions) == {"image", "text"} and all(1 <= count <= 3 for count in partitions.values())
     assert read_manifest(executorch_bundle.folder).delegate_partitions == partitions
     bundle, reference = Encoder.load(executorch_bundle.folder), Encoder.load(checkpoint)
     assert bundle.runtime == "executorch"
-    texts = [TEXTS[i % len(TEXTS)] for i in range(MAX_BATCH + 6)]  # more than one program call
+    texts = [TEXTS[i % len(TEXTS)] for i in range(BATCH_SIZE + 6)]  # more than one program call
     np.testing.assert_allclose(bundle.embed_texts(texts), reference.embed_texts(texts), atol=1e-3)
 
 

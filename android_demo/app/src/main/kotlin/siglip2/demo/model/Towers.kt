@@ -131,7 +131,7 @@ private class LiteRtTower(file: File, threads: Int, private val embedDim: Int) :
     override fun close() = interpreter.close()
 }
 
-/** A `.pte` tower (XNNPACK-delegated) on ExecuTorch's Android runtime; batch axis dynamic up to max_batch. */
+/** A `.pte` tower (XNNPACK-delegated) on ExecuTorch's Android runtime; batches as the manifest plans them (fixed batch_size, or up to max_batch in older bundles). */
 private class ExecuTorchTower(file: File, manifest: Manifest) : Tower {
     private val embedDim = manifest.embedDim
     private val height = manifest.image.height.toLong()

@@ -20,16 +20,19 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tokenizers
-import torch
-from torch import nn
 
 from siglip2_sdk.core.config import TextConfig
 from siglip2_sdk.core.errors import CheckpointError, Siglip2Error, TokenizerError
-from siglip2_sdk.core.model import TextTower
 from siglip2_sdk.core.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # torch only where a tower is changed: choosing ids (`export --help`, checks) is torch-free
+    import torch
+
+    from siglip2_sdk.core.model import TextTower
 
 UNK_TOKEN = "<unk>"
 # Always kept: what the tokenizer and the tower's layout emit whatever the text (pad, eos), and bos/unk.
@@ -196,6 +199,8 @@ class KeptVocabulary:
     def row_of_id(self) -> torch.Tensor:
         """Original id -> row of the kept table; every dropped id -> the row of `<unk>`. int64:
         ExecuTorch's int8 table lookup (embedding_byte) takes no other index type."""
+        import torch
+
         kept = torch.from_numpy(self.ids)
         rows = torch.full((self.of,), int(np.searchsorted(self.ids, self.unk_id)), dtype=torch.int64)
         rows[kept] = torch.arange(len(kept), dtype=torch.int64)
@@ -222,6 +227,11 @@ def with_kept_rows(tower: TextTower, vocabulary: KeptVocabulary) -> TextTower:
     """A text tower sharing `tower`'s weights but holding only the kept rows of its token table; it
     takes the original ids and maps them to rows in its forward. What training on a compact
     vocabulary trains and what a pruned bundle runs."""
+    import torch
+    from torch import nn
+
+    from siglip2_sdk.core.model import TextTower
+
     if len(tower.embeddings.token_embedding.weight) != vocabulary.of:
         raise Siglip2Error("the tower's token table is already pruned")
     kept = torch.from_numpy(vocabulary.ids).to(tower.embeddings.token_embedding.weight.device)

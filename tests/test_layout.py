@@ -85,11 +85,12 @@ def imports(path: Path) -> list[Import]:
     package = module_name(path)
     if path.name != "__init__.py":
         package = package.rpartition(".")[0]
+    # Imports in functions, or under `if TYPE_CHECKING:` (for annotations only), never run on import.
     inside_functions = {
         id(node)
-        for function in ast.walk(tree)
-        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-        for node in ast.walk(function)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) or _for_typing(block)
+        for node in ast.walk(block)
     }
     found = []
     for node in ast.walk(tree):
@@ -108,6 +109,10 @@ def imports(path: Path) -> list[Import]:
                 if f"{base}.{alias.name}" in MODULES
             ]
     return found
+
+
+def _for_typing(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
 def stage_of_file(path: Path) -> str:

@@ -12,6 +12,7 @@ from .config import parameter_count
 from .errors import BundleError
 from .hub import resolve_checkpoint
 from .preprocess import ImagePreprocessing
+from .vocabulary import VOCABULARY_FILE
 
 
 def describe(path_or_id: str | os.PathLike) -> dict:
@@ -49,9 +50,9 @@ def describe_checkpoint(folder: Path) -> dict:
 
 
 def _trained_vocabulary(folder: Path) -> str:
-    """What the checkpoint's vocabulary.json (core/vocabulary.py) says was trained, read as JSON: `info`
-    stays torch-free."""
-    path = folder / "vocabulary.json"
+    """What the checkpoint's vocabulary.json says was trained, read as JSON (KeptVocabulary would
+    check every id; `info` only shows the counts)."""
+    path = folder / VOCABULARY_FILE
     if not path.is_file():
         return "full"
     try:

@@ -78,20 +78,25 @@ class HalfTower(torch.nn.Module):
         return F.normalize(self.tower(inputs).float(), dim=-1)
 
 
+def _last_axis_mean(x: torch.Tensor) -> torch.Tensor:
+    """x.mean(dim=-1, keepdim=True) as XNNPACK takes it: it averages only the two innermost axes of a
+    4-D tensor, so each row is viewed as (W, 1)."""
+    means = x.reshape(-1, 1, x.shape[-1], 1).mean(dim=(2, 3), keepdim=True)
+    return means.reshape(*x.shape[:-1], 1)
+
+
 class DelegableLayerNorm(torch.nn.Module):
     """LayerNorm in ops the XNNPACK partitioner delegates: its own LayerNorm is not, and each one cut
-    the tower into another partition. XNNPACK averages only the two innermost axes of a 4-D tensor,
-    so each row is viewed as (W, 1) for its mean and variance."""
+    the tower into another partition."""
 
     def __init__(self, norm: torch.nn.LayerNorm):
         super().__init__()
         self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, 1, x.shape[-1], 1)
-        centered = rows - rows.mean(dim=(2, 3), keepdim=True)
-        variance = (centered * centered).mean(dim=(2, 3), keepdim=True)
-        return (centered * torch.rsqrt(variance + self.eps)).reshape(x.shape) * self.weight + self.bias
+        centered = x - _last_axis_mean(x)
+        variance = _last_axis_mean(centered * centered)
+        return centered * torch.rsqrt(variance + self.eps) * self.weight + self.bias
 
 
 def _delegable_attention(self: Attention, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -138,11 +143,10 @@ def _delegable_map_head(self: MAPHead, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def _unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """F.normalize(x, dim=-1) for (B, D) in ops XNNPACK takes (its norm decomposes into a square
-    root by `pow` and a `sum`, neither taken): the sum of squares as a 4-D mean times D."""
-    batch, width = x.shape
-    squares = (x * x).reshape(batch, 1, width, 1).mean(dim=(2, 3), keepdim=True) * width
-    return x * torch.rsqrt(squares.reshape(batch, 1).clamp_min(1e-24))
+    """F.normalize(x, dim=-1) in ops XNNPACK takes (its norm decomposes into a square root by `pow`
+    and a `sum`, neither taken): the sum of squares as a mean times the width."""
+    squares = _last_axis_mean(x * x) * x.shape[-1]
+    return x * torch.rsqrt(squares.clamp_min(1e-24))
 
 
 def _delegable_image_encoder(self: ImageEncoder, pixel_values: torch.Tensor) -> torch.Tensor:

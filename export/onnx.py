@@ -131,7 +131,7 @@ def _reduce_l2_as_sum(graph: onnx.GraphProto) -> None:
     needs the shapes it infers."""
     from onnx import helper
 
-    for position, node in reversed(list(enumerate(graph.node))):
+    for node in list(graph.node):
         if node.op_type != "ReduceL2" or node.domain:
             continue
         data, out = node.input[0], node.output[0]
@@ -139,9 +139,7 @@ def _reduce_l2_as_sum(graph: onnx.GraphProto) -> None:
         summed.attribute.extend(node.attribute)  # keepdims, noop_with_empty_axes: both ops have them
         spelled = [helper.make_node("Mul", [data, data], [f"{out}.squares"]), summed]
         spelled.append(helper.make_node("Sqrt", [f"{out}.sum"], [out]))
-        graph.node.remove(node)
-        for offset, new in enumerate(spelled):
-            graph.node.insert(position + offset, new)
+        _replace_node(graph, node, spelled)
 
 
 def fp16_weights(path: Path, tower: str, calibration: np.ndarray) -> None:
@@ -255,16 +253,21 @@ def _int8_token_rows(graph: onnx.GraphProto) -> None:
                 numpy_helper.from_array(scale, f"{name}.scale"),
             ]
         )
-        position = list(graph.node).index(node)
-        graph.node.remove(node)
         lookup = [
             helper.make_node("Gather", [f"{name}.int8", node.input[1]], [f"{out}.int8"], axis=0),
             helper.make_node("Gather", [f"{name}.scale", node.input[1]], [f"{out}.scale"], axis=0),
             helper.make_node("Cast", [f"{out}.int8"], [f"{out}.float"], to=TensorProto.FLOAT),
             helper.make_node("Mul", [f"{out}.float", f"{out}.scale"], [out]),
         ]
-        for offset, new in enumerate(lookup):
-            graph.node.insert(position + offset, new)
+        _replace_node(graph, node, lookup)
+
+
+def _replace_node(graph: onnx.GraphProto, node: onnx.NodeProto, nodes: list) -> None:
+    """`nodes` in `node`'s place, in order (the graph stays topologically sorted)."""
+    position = list(graph.node).index(node)
+    graph.node.remove(node)
+    for offset, new in enumerate(nodes):
+        graph.node.insert(position + offset, new)
 
 
 def _symmetric_int8(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:

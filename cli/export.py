@@ -164,7 +164,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _partitions(partitions: dict[str, int]) -> str:
-    """Delegate partitions per tower, image/text; "-" where the runtime decides at load."""
+    """Delegate partitions per tower, image/text; "-" where the runtime runs no delegate (ONNX)."""
     return f"{partitions['image']}/{partitions['text']}" if partitions else "-"
 
 

@@ -67,9 +67,10 @@ class Manifest:
     # sha256 of the source checkpoint's tensors (core.digest.weights_digest): the model's identity,
     # shared by every bundle exported from it. Empty in bundles exported before it was recorded.
     weights_digest: str = ""
-    # Per tower, the delegate partitions the file runs in (ExecuTorch: XNNPACK subgraphs; every op
-    # between them runs on the portable CPU kernels). Empty where the runtime decides at load (LiteRT)
-    # or there is no delegate (onnxruntime), and in bundles exported before it was recorded.
+    # Per tower, the XNNPACK partitions the file runs in; every op between them runs on the runtime's
+    # own CPU kernels. ExecuTorch: lowered into the file; LiteRT: what the interpreter's default
+    # delegate made of the file at export (it decides at load). Empty where there is no delegate
+    # (onnxruntime), and in bundles exported before it was recorded.
     delegate_partitions: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:

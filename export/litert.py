@@ -64,7 +64,22 @@ def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calib
         quantization=schemes[precision],
         precision="int8" if precision.startswith("int8") else precision,
         batch_size={"image": BATCH_SIZE, "text": BATCH_SIZE},
+        delegate_partitions={
+            tower: delegate_partitions(folder / FILES[f"{tower}_model"]) for tower in ("image", "text")
+        },
     )
+
+
+def delegate_partitions(path: Path) -> int:
+    """How many XNNPACK partitions LiteRT's interpreter cuts the file into when it loads it with its
+    default delegate, as the runtime backend and the Android app load it. The delegate decides at
+    load, so this is what this build of LiteRT decides; each partition is one DELEGATE node in the
+    interpreter's graph."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    return sum(1 for op in interpreter._get_ops_details() if op["op_name"] == "DELEGATE")
 
 
 def _convert(module: torch.nn.Module, example: torch.Tensor, path: Path, quant_config=None) -> None:

@@ -70,7 +70,8 @@ class Lowered:
     # Per tower: a fixed batch the file only accepts (TFLite), or the largest of a dynamic batch axis.
     batch_size: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
     max_batch: dict[str, int | None] = field(default_factory=lambda: {"image": None, "text": None})
-    # Per tower, the delegate partitions the file runs in; empty where the runtime decides at load.
+    # Per tower, the delegate partitions the file runs in (ExecuTorch: lowered into the file; LiteRT:
+    # what its default delegate makes of the file at load); empty where no delegate runs (ONNX).
     delegate_partitions: dict[str, int] = field(default_factory=dict)
 
 

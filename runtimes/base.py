@@ -38,3 +38,10 @@ def check_shapes(path, manifest: Manifest, tower: str, inputs: Sequence, outputs
             f"'{path}' maps {found}, but the manifest says {wanted}: the manifest does not match the "
             "model files (edited by hand?): re-export the bundle"
         )
+
+
+def pad_to_batch(rows: np.ndarray, batch: int) -> np.ndarray:
+    """`rows` filled up to a file's fixed `batch` by repeating the last real row, not with zeros:
+    dynamically quantized kernels pick activation ranges at run time, and a copy of a real row adds
+    no new range. Callers drop the padded rows' outputs."""
+    return np.pad(rows, [(0, batch - len(rows))] + [(0, 0)] * (rows.ndim - 1), mode="edge")

@@ -10,7 +10,7 @@ import numpy as np
 from siglip2_sdk.core.bundle import Manifest
 from siglip2_sdk.core.errors import BundleError
 
-from .base import check_shapes
+from .base import check_shapes, pad_to_batch
 
 
 class ExecuTorchBackend:
@@ -55,7 +55,7 @@ class ExecuTorchBackend:
         """One program call; a short last piece is padded to the fixed batch and the padding dropped."""
         rows, fixed = len(piece), self.fixed[tower]
         if fixed and rows < fixed:
-            piece = np.concatenate([piece, np.repeat(piece[-1:], fixed - rows, axis=0)])
+            piece = pad_to_batch(piece, fixed)
         return self.methods[tower].execute([self._torch.from_numpy(piece)])[0].numpy()[:rows]
 
     def _run(self, tower: str, batch: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 from siglip2_sdk.core.bundle import Manifest
 from siglip2_sdk.core.errors import BundleError
 
-from .base import check_shapes
+from .base import check_shapes, pad_to_batch
 
 
 class _FixedBatchTower:
@@ -27,9 +27,7 @@ class _FixedBatchTower:
         for start in range(0, len(rows), self.batch):
             chunk = rows[start : start + self.batch]
             taken = len(chunk)
-            # Padding repeats the last real row rather than adding zeros: dynamically quantized
-            # kernels pick activation ranges at run time, and a copy of a real row adds no new range.
-            padded = np.pad(chunk, [(0, self.batch - taken)] + [(0, 0)] * (chunk.ndim - 1), mode="edge")
+            padded = pad_to_batch(chunk, self.batch)
             self.interpreter.set_tensor(self.input["index"], _quantize(padded, self.input))
             self.interpreter.invoke()
             out[start : start + taken] = _dequantize(

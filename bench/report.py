@@ -46,7 +46,8 @@ def _measured_line(machine: dict) -> str:
     if not measured:
         return ""
     return (
-        f" Measured on {measured['threads']} threads (best square GEMM of {measured['size']}, the peak "
+        f" Measured on {measured['threads']} threads (best square GEMM of sizes "
+        f"{', '.join(str(n) for n in measured.get('sizes', [measured.get('size')]))}, the peak "
         f"the compute table uses): fp32 {_fmt(measured['fp32_gflops'])} GFLOP/s (torch), int8 "
         f"{_fmt(measured['int8_gops'])} GOP/s (onnxruntime MatMulInteger)."
     )
@@ -67,6 +68,7 @@ def markdown(report: dict) -> str:
         f"calls each; inputs are real test images and captions.\n",
         _speed_section(subjects, s["batch_size"]),
         _compute_section(subjects, s["batch_size"]),
+        _graphs_section(subjects),
         _size_section(subjects),
     ]
     if s["accuracy"] != "none":
@@ -102,6 +104,28 @@ def _compute_section(subjects: list[dict], batch: int) -> str:
         ])  # fmt: skip
     header = ["model", "peak used (G/s)", "image GFLOP/s", "% of peak", "text GFLOP/s", "% of peak"]
     return f"## Compute at batch {batch} against the peak of the cores in use\n\n" + _table(header, rows)
+
+
+def _graphs_section(subjects: list[dict]) -> str:
+    rows = []
+    for x in subjects:
+        for tower, g in (x.get("graphs") or {}).items():
+            partitions = "–" if g["partitions"] is None else str(g["partitions"])
+            outside = "–" if g["outside"] is None else f"{g['outside']} of {g['ops']}"
+            rows.append(
+                [x["name"], tower, _fmt(g["gflop"], 2), _fmt(g["int8_share"], 0, 100), partitions, outside]
+            )
+    if not rows:
+        return ""
+    header = ["bundle", "tower", "GFLOP per example", "% of it in int8", "XNNPACK partitions", "ops outside"]
+    note = (
+        "Read from each tower's file (siglip2_sdk.bench.graphs): the matrix products' FLOPs (linear, "
+        "matmul, convolution) and the share computed on int8 operands (int8 weights rebuilt as float "
+        "count as float); the XNNPACK partitions the runtime runs the tower in (ExecuTorch: lowered into "
+        "the file; LiteRT: made by the interpreter's default delegate at load; onnxruntime: none) and "
+        "the operators left to the runtime's own kernels.\n"
+    )
+    return "## What each tower computes, and where\n\n" + _table(header, rows) + "\n" + note
 
 
 def _size_section(subjects: list[dict]) -> str:

@@ -17,6 +17,7 @@ from siglip2_sdk.core.version import __version__
 from siglip2_sdk.encoder import Encoder
 
 from .accuracy import accuracies, measure_accuracy, retention
+from .graphs import bundle_graphs
 from .indexing import index_all
 from .machine import machine_info, measured_peaks, package_versions
 from .probe import probe_all
@@ -101,6 +102,7 @@ def run_bench(
         entry |= {"speed": speed[subject.name], "index": index[subject.name]}
         entry["compute"] = compute_figures(speed[subject.name], flops, subject.precision, machine, threads)
         entry["accuracy"] = accuracy.get(subject.name)
+        entry["graphs"] = bundle_graphs(Path(subject.path), log) if subject.kind == "bundle" else None
         entry["speedup_vs_baseline"] = _speedup(speed[subject.name], base) if base else None
         report["subjects"].append(entry)
     write_report(report, out)

@@ -3,7 +3,8 @@ baseline; the test examples they are measured on."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import islice
 from pathlib import Path
@@ -35,11 +36,29 @@ class TransformersBackend:
 
         if threads:
             torch.set_num_threads(threads)
-        self.model = SiglipModel.from_pretrained(checkpoint_dir, dtype=torch.float32).eval()
+        with _quiet_transformers():
+            self.model = SiglipModel.from_pretrained(checkpoint_dir, dtype=torch.float32).eval()
         self.attention = self.model.config._attn_implementation
         vision, text, cpu = self.model.vision_model, self.model.text_model, torch.device("cpu")
         self.embed_pixels = on_numpy(lambda x: F.normalize(vision(pixel_values=x).pooler_output, dim=-1), cpu)
         self.embed_tokens = on_numpy(lambda x: F.normalize(text(input_ids=x).pooler_output, dim=-1), cpu)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' loading progress bar and its config advice (token ids its defaults check against a
+    vocabulary size the text config overrides) would land in the bench's output; errors still raise."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def open_baseline(checkpoint: str, threads: int | None) -> Encoder:

@@ -59,13 +59,22 @@ def ensure_checkpoint(folder: Path = CHECKPOINT, log=print) -> Path:
     return folder
 
 
-def targets() -> list[tuple[str, str, str]]:
-    """(--to, precision, runtime) for everything the exporter offers today."""
+def targets(only: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(--to, precision, runtime) for everything the exporter offers today, or for the `only` ones
+    (each "TO:PRECISION", as `export --to TO --precision PRECISION` takes them)."""
     from siglip2_sdk.export.writer import PRECISIONS, TARGETS
 
-    return [
+    offered = [
         (to, precision, TARGETS[to][0]) for to, precisions in PRECISIONS.items() for precision in precisions
     ]
+    if only is None:
+        return offered
+    unknown = set(only) - {f"{to}:{precision}" for to, precision, _ in offered}
+    if unknown:
+        raise Siglip2Error(
+            f"not an export target: {', '.join(sorted(unknown))} (TO:PRECISION, e.g. onnx:int8)"
+        )
+    return [target for target in offered if f"{target[0]}:{target[1]}" in only]
 
 
 def bundle_folder(out: Path, runtime: str, precision: str) -> Path | None:
@@ -121,11 +130,18 @@ def row(folder: Path, to: str, precision: str, figures: dict | None) -> dict:
 
 
 def export_all(
-    checkpoint: Path, out: Path, data: Path, reuse: bool, min_agreement: float = 0.0, log=print
+    checkpoint: Path,
+    out: Path,
+    data: Path,
+    reuse: bool,
+    min_agreement: float = 0.0,
+    log=print,
+    only: list[str] | None = None,
 ) -> list[dict]:
-    """Every target exported (or, with `reuse`, kept when its bundle is already in `out`)."""
+    """Every target (or the `only` ones) exported, or with `reuse` kept when its bundle is already in
+    `out`."""
     rows = []
-    for to, precision, runtime in targets():
+    for to, precision, runtime in targets(only):
         folder = bundle_folder(out, runtime, precision)
         if reuse and folder is not None:
             log(f"reusing {folder}")
@@ -139,13 +155,19 @@ def export_all(
 
 
 def merge(rows: list[dict], previous: Path) -> list[dict]:
-    """Keep the export figures of an earlier run for bundles reused this time."""
+    """Keep the export figures of an earlier run for bundles reused this time, and the earlier run's
+    rows, marked as such, for targets this run left out."""
     if not previous.is_file():
         return rows
     before = {(r["runtime"], r["precision"]): r for r in json.loads(previous.read_text())["rows"]}
+    current_rows = {(r["runtime"], r["precision"]): r for r in rows}
     merged = []
-    for current in rows:
-        old = before.get((current["runtime"], current["precision"]))
+    for _, precision, runtime in targets():
+        current, old = current_rows.get((runtime, precision)), before.get((runtime, precision))
+        if current is None:
+            if old is not None:
+                merged.append({**old, "earlier_run": True})
+            continue
         if current["export_s"] is None and old is not None and old["bundle"] == current["bundle"]:
             current = {**current, **{k: old[k] for k in ("export_s", "peak_rss_mb", "exit_code")}}
         merged.append(current)
@@ -159,7 +181,8 @@ def markdown(rows: list[dict], machine: dict) -> str:
         "`siglip2-sdk export` command in its own process: wall time includes starting Python, loading "
         f"the checkpoint, the float reference and the parity gate on {PARITY_EXAMPLES} held-out examples; "
         "peak RSS is that process's high-water mark (VmHWM). Parity: embedding cosine with the float "
-        "model (agreement is not gated: a random model's rankings are noise).\n",
+        "model (agreement is not gated: a random model's rankings are noise). Rows marked * were measured by "
+        "an earlier run, on the code of that day, and left out of the last one (b32.py --only).\n",
         "| bundle | quantization | size MB | image MB | text MB | export s | peak RSS MB | gate | "
         "image cos min | text cos min |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -168,8 +191,9 @@ def markdown(rows: list[dict], machine: dict) -> str:
         p, f = r["parity"], r["files_mb"]
         export = "–" if r["export_s"] is None else f"{r['export_s']:.0f}"
         peak = "–" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
+        earlier = " *" if r.get("earlier_run") else ""
         lines.append(
-            f"| {r['runtime']} {r['precision']} | {r['quantization']} | {r['size_mb']:.1f} | "
+            f"| {r['runtime']} {r['precision']}{earlier} | {r['quantization']} | {r['size_mb']:.1f} | "
             f"{f['image_model']:.1f} | {f['text_model']:.1f} | {export} | {peak} | {r['status']} | "
             f"{p.get('image_cosine_min', float('nan')):.5f} | {p.get('text_cosine_min', float('nan')):.5f} |"
         )

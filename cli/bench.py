@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_command, progress
+from .common import add_command, library_logs_to, progress
 
 
 def add_commands(commands) -> None:
@@ -50,9 +50,10 @@ def run_bench(args: argparse.Namespace) -> int:
 
     Measure bundles in one run: image and text tower latency at batch 1 (median, p90) and throughput at
     --batch-size, interleaved across models; load time and peak RSS (a fresh process per model); size;
-    achieved GFLOP/s against the CPU's peak; embedding cosine, zero-shot accuracy and text->image R@1
-    against the float checkpoint on the test split; PhotoIndex.add end to end. Writes report.json,
-    report.md and PNG plots into --out.
+    achieved GFLOP/s against the CPU's peak; per tower, the FLOPs computed in int8 and the delegate
+    partitions; embedding cosine, zero-shot accuracy and text->image R@1 against the float checkpoint
+    on the test split; PhotoIndex.add end to end. Writes report.json, report.md and PNG plots into
+    --out, and what the runtimes' libraries log into --out/libraries.log.
     """
     from siglip2_sdk.bench import BenchSettings
     from siglip2_sdk.bench import run_bench as measure
@@ -66,17 +67,18 @@ def run_bench(args: argparse.Namespace) -> int:
     if processes is not None:
         given |= {"probe_processes": processes, "accuracy_processes": processes}
     settings = BenchSettings(**{name: value for name, value in given.items() if value is not None})
-    measure(
-        args.bundles,
-        args.checkpoint,
-        data=args.data,
-        out=args.out,
-        images=args.images,
-        settings=settings,
-        baseline=args.baseline,
-        progress=progress,
-        log=lambda line: print(line, file=sys.stderr),
-    )
+    with library_logs_to(args.out / "libraries.log"):
+        measure(
+            args.bundles,
+            args.checkpoint,
+            data=args.data,
+            out=args.out,
+            images=args.images,
+            settings=settings,
+            baseline=args.baseline,
+            progress=progress,
+            log=lambda line: print(line, file=sys.stderr),
+        )
     print((args.out / "report.md").read_text())
     print(f"report: {args.out / 'report.json'}, {args.out / 'report.md'}, plots: {args.out}/*.png")
     return 0

@@ -82,6 +82,11 @@ def test_report_has_every_figure_for_every_model(report):
         assert probe["peak_rss_mb"] > probe["rss_before_load_mb"] > 0
         assert probe["first_load_s"] > 0 and subject["load_s"] > 0
         assert subject["size_mb"] > 0
+        if subject["kind"] == "bundle":  # read from its files (weight-only int8: no int8 products)
+            graphs = subject["graphs"]
+            assert all(graphs[t]["gflop"] > 0 and graphs[t]["int8_share"] == 0 for t in ("image", "text"))
+        else:
+            assert subject["graphs"] is None
         index = subject["index"]
         assert index["images"] == 6 and index["failed"] == 0 and index["ratio"] > 0
         accuracy = subject["accuracy"]
@@ -185,7 +190,7 @@ def test_measured_peaks_are_rates_the_compute_figures_use():
     from siglip2_sdk.bench.machine import measured_peaks
     from siglip2_sdk.bench.timing import compute_figures
 
-    measured = measured_peaks(threads=1, size=256, runs=2)
+    measured = measured_peaks(threads=1, sizes=(128, 256), runs=2)
     assert measured["fp32_gflops"] > 0.1 and measured["int8_gops"] > 0.1
     machine = {**machine_info(), "measured_peak": measured}
     speed = {tower: {"batch_per_s": 10.0} for tower in ("image", "text")}

@@ -147,3 +147,24 @@ def test_contact_sheet_shows_the_captions_beside_the_photos_escaped(tmp_path):
         "0.250 fig &lt;1&gt;.png",
     ]
     assert "<red>" not in page
+
+
+def test_library_warnings_go_to_the_log_file_not_the_terminal(tmp_path, capsys):
+    import logging
+
+    from siglip2_sdk.cli.common import library_logs_to
+
+    pytree = logging.getLogger("torch.utils._pytree")
+    handlers = pytree.handlers[:]
+    with library_logs_to(tmp_path / "out" / "libraries.log"):
+        logging.getLogger("torchao").warning("Failed to load _C_mxfp8.so")
+        pytree.warning("KernelPreference is an Enum subclass")
+        logging.getLogger("siglip2_sdk").warning("ours stays")
+    assert "Failed to load" not in capsys.readouterr().err
+    log = (tmp_path / "out" / "libraries.log").read_text()
+    assert "Failed to load _C_mxfp8.so" in log and "KernelPreference" in log and "ours" not in log
+    assert pytree.handlers == handlers and pytree.propagate
+    (tmp_path / "a-file").write_text("")  # where the folder would go: the command reports that itself
+    with library_logs_to(tmp_path / "a-file" / "libraries.log"):
+        logging.getLogger("torchao").warning("dropped")
+    assert (tmp_path / "a-file").read_text() == "" and "dropped" not in capsys.readouterr().err

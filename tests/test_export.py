@@ -173,6 +173,21 @@ def litert_bundle(checkpoint, parity_data, tmp_path_factory):
     return export_bundle(load_checkpoint(checkpoint), "tiny", "tflite", "fp32", out, parity_data)
 
 
+def test_litert_bundle_records_the_partitions_its_delegate_makes_at_load(litert_bundle):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    partitions = litert_bundle.manifest.delegate_partitions
+    assert read_manifest(litert_bundle.folder).delegate_partitions == partitions
+    assert set(partitions) == {"image", "text"} and all(1 <= count <= 3 for count in partitions.values())
+    # Counted on the interpreter with its default XNNPACK delegate: without it there is none to count.
+    bare = Interpreter(
+        model_path=str(litert_bundle.folder / "image.tflite"),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    bare.allocate_tensors()
+    assert not any(op["op_name"] == "DELEGATE" for op in bare._get_ops_details())
+
+
 def test_every_runtime_gives_the_same_embeddings_and_ranking(
     fp32_bundle, litert_bundle, executorch_bundle, checkpoint, parity_data
 ):
@@ -189,3 +204,22 @@ def test_every_runtime_gives_the_same_embeddings_and_ranking(
         assert np.abs(image - images[0]).max() < 1e-3 and np.abs(text - texts[0]).max() < 1e-3
     rankings = [np.argsort(-(text @ image.T), axis=1) for image, text in zip(images, texts, strict=True)]
     assert all(np.array_equal(ranking, rankings[0]) for ranking in rankings[1:])
+
+
+def test_bench_reads_the_same_products_from_every_runtime_file(fp32_bundle, litert_bundle, executorch_bundle):
+    """bench.graphs reads each format with its own tooling: the fp32 towers hold the same matrix
+    products (LiteRT's converter folds the MAP probe's query projection, a product of constants),
+    none in int8, in the partitions the manifests recorded."""
+    from siglip2_sdk.bench.graphs import bundle_graphs
+
+    onnx, litert, executorch = (
+        bundle_graphs(b.folder) for b in (fp32_bundle, litert_bundle, executorch_bundle)
+    )
+    for tower in ("image", "text"):
+        assert onnx[tower]["gflop"] > 0 and onnx[tower]["gflop"] == pytest.approx(executorch[tower]["gflop"])
+        assert 0.9 * onnx[tower]["gflop"] <= litert[tower]["gflop"] <= onnx[tower]["gflop"]
+        assert {g[tower]["int8_share"] for g in (onnx, litert, executorch)} == {0.0}
+        assert onnx[tower]["partitions"] is None and onnx[tower]["outside"] is None
+        for bundle, graphs in ((litert_bundle, litert), (executorch_bundle, executorch)):
+            assert graphs[tower]["partitions"] == bundle.manifest.delegate_partitions[tower]
+            assert 0 <= graphs[tower]["outside"] < graphs[tower]["ops"]

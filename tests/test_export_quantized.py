@@ -257,3 +257,25 @@ def test_executorch_half_tower_layer_norm_is_exact_at_width_256(tmp_path):
     program = Runtime.get().load_program(str(tmp_path / "tower.pte"))
     half_out = program.load_method("forward").execute([inputs])[0]
     assert torch.nn.functional.cosine_similarity(half_out, float_out).min() >= 0.999
+
+
+@pytest.mark.parametrize(("precision", "int8"), [("int8", False), ("int8-dynamic", True)])
+def test_bench_counts_int8_compute_not_int8_storage(export, precision, int8):
+    """Weight-only int8 rebuilds float matrices: none of its products are int8. Dynamic int8 computes
+    every MatMul but the text head on int8 operands."""
+    from siglip2_sdk.bench.graphs import bundle_graphs
+
+    graphs = bundle_graphs(export("onnx", precision).folder)
+    for tower in ("image", "text"):
+        assert (graphs[tower]["int8_share"] > 0.5) if int8 else graphs[tower]["int8_share"] == 0.0
+
+
+@pytest.mark.slow
+def test_bench_reads_executorch_int8_products_and_partitions(export):
+    from siglip2_sdk.bench.graphs import bundle_graphs
+
+    result = export("executorch", "int8")
+    graphs = bundle_graphs(result.folder)
+    for tower in ("image", "text"):
+        assert 0.3 < graphs[tower]["int8_share"] < 1.0  # INT8_MODULES leave attention and heads in fp32
+        assert graphs[tower]["partitions"] == result.manifest.delegate_partitions[tower]

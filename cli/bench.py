@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_command, library_logs_to, progress
+from .common import add_command, library_logs_to, native_output_to, progress
 
 
 def add_commands(commands) -> None:
@@ -67,7 +67,8 @@ def run_bench(args: argparse.Namespace) -> int:
     if processes is not None:
         given |= {"probe_processes": processes, "accuracy_processes": processes}
     settings = BenchSettings(**{name: value for name, value in given.items() if value is not None})
-    with library_logs_to(args.out / "libraries.log"):
+    libraries_log = args.out / "libraries.log"
+    with library_logs_to(libraries_log), native_output_to(libraries_log):
         measure(
             args.bundles,
             args.checkpoint,

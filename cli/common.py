@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import io
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +62,45 @@ def library_logs_to(path: Path) -> Iterator[None]:
         for logger, (handlers, propagate) in zip(loggers, saved, strict=True):
             logger.handlers, logger.propagate = handlers, propagate
         handler.close()
+
+
+@contextlib.contextmanager
+def native_output_to(path: Path) -> Iterator[None]:
+    """While the block runs, what is written to file descriptors 1 and 2 goes to the end of the file at
+    `path` (its folder made if missing), while sys.stdout and sys.stderr keep writing where they did:
+    native libraries (ExecuTorch's cpuinfo, LiteRT's delegate line, absl) and worker processes started
+    in the block write to the fds directly, the command's own progress and messages through Python."""
+    if not _writable_folder(path.parent):
+        yield  # the command reports the folder it cannot write
+        return
+    streams = sys.stdout, sys.stderr
+    for stream in streams:
+        stream.flush()
+    saved = os.dup(1), os.dup(2)
+    # The terminal's ends, for Python's streams while the fds point at the file.
+    terminal = tuple(
+        io.TextIOWrapper(
+            io.FileIO(os.dup(fd), "w"),
+            encoding=stream.encoding or "utf-8",
+            errors="replace",
+            line_buffering=True,
+        )
+        for fd, stream in zip(saved, streams, strict=True)
+    )
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    sys.stdout, sys.stderr = terminal
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams
+        for stream in terminal:
+            stream.close()
+        for fd, descriptor in enumerate(saved, start=1):
+            os.dup2(descriptor, fd)
+            os.close(descriptor)
 
 
 def _writable_folder(folder: Path) -> bool:

@@ -26,8 +26,8 @@ from rich.table import Table
 
 from siglip2_sdk.core.errors import Siglip2Error
 
-from .common import add_command, progress
-from .demo_jobs import PARITY_EXAMPLES, evaluations, exports, output_to, test_examples
+from .common import add_command, native_output_to, progress
+from .demo_jobs import PARITY_EXAMPLES, evaluations, exports, test_examples
 from .search import CAPTIONS_FILE, caption_of, captions_beside, contact_sheet
 
 MODEL_ID = "siglip2-demo-student"
@@ -285,7 +285,7 @@ class Demo:
 
         self.announce("index the test photos with the SDK and search them in several languages")
         photos, captions = _export_test_photos(self.layout.data, self.layout.photos)
-        with output_to(self._log_file()):  # the runtime's own startup lines
+        with native_output_to(self._log_file()):  # the runtime's own startup lines
             encoder = Encoder.load(bundle)
             with PhotoIndex.open(self.layout.index, encoder) as index:
                 started = time.perf_counter()

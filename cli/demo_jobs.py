@@ -7,7 +7,6 @@ What the workers print goes to the demo's log file, not its terminal.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -42,23 +41,6 @@ def _output_to(log: str) -> None:
     _point_output_at(log)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s")
     logging.captureWarnings(True)
-
-
-@contextlib.contextmanager
-def output_to(log: Path) -> Iterator[None]:
-    """What this process prints at the file-descriptor level goes to the end of `log` inside the
-    block, and to where it went before after it: for the native libraries a runtime loads in the
-    demo's own process (LiteRT's "Created TensorFlow Lite XNNPACK delegate" line)."""
-    saved = os.dup(1), os.dup(2)
-    try:
-        _point_output_at(log)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for target, descriptor in enumerate(saved, start=1):
-            os.dup2(descriptor, target)
-            os.close(descriptor)
 
 
 def _point_output_at(log: str | Path) -> None:

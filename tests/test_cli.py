@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from siglip2_sdk import __version__
 from siglip2_sdk.cli import main
+from siglip2_sdk.cli.common import native_output_to
 from siglip2_sdk.cli.search import captions_beside, contact_sheet
 from siglip2_sdk.core.checkpoint import save_checkpoint
 from siglip2_sdk.core.config import preset
@@ -168,3 +170,17 @@ def test_library_warnings_go_to_the_log_file_not_the_terminal(tmp_path, capsys):
     with library_logs_to(tmp_path / "a-file" / "libraries.log"):
         logging.getLogger("torchao").warning("dropped")
     assert (tmp_path / "a-file").read_text() == "" and "dropped" not in capsys.readouterr().err
+
+
+def test_native_output_goes_to_the_log_and_python_output_to_the_terminal(tmp_path, capfd):
+    log = tmp_path / "logs" / "demo.log"
+    with native_output_to(log):
+        os.write(1, b"from a native library\n")
+        os.write(2, b"and its warnings\n")
+        print("a progress line")
+        print("a message", file=sys.stderr)
+    os.write(1, b"the demo's own line\n")
+    assert log.read_text().split("\n")[:2] == ["from a native library", "and its warnings"]
+    captured = capfd.readouterr()
+    assert "a progress line" in captured.out and "a message" in captured.err
+    assert "the demo's own line" in captured.out and "native" not in captured.out + captured.err

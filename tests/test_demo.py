@@ -269,14 +269,3 @@ def test_demo_runs_every_step_then_skips_them_all(tiny_demo, monkeypatch, capsys
 def test_demo_with_the_full_export_matrix(tiny_demo, capsys):
     offered = [(to, precision) for to, precision in demo.EXPORTS if precision in PRECISIONS[to]]
     check_demo(tiny_demo, offered, capsys)
-
-
-def test_output_to_sends_native_output_to_the_log_and_gives_the_terminal_back(tmp_path, capfd):
-    log = tmp_path / "demo.log"
-    with demo_jobs.output_to(log):
-        os.write(1, b"from a native library\n")
-        os.write(2, b"and its warnings\n")
-    os.write(1, b"the demo's own line\n")
-    assert log.read_text().split("\n")[:2] == ["from a native library", "and its warnings"]
-    captured = capfd.readouterr()
-    assert "the demo's own line" in captured.out and "native" not in captured.out + captured.err

@@ -270,6 +270,12 @@ def test_bench_counts_int8_compute_not_int8_storage(export, precision, int8):
         assert (graphs[tower]["int8_share"] > 0.5) if int8 else graphs[tower]["int8_share"] == 0.0
 
 
+def test_executorch_int8_towers_lower_to_one_partition_each(export):
+    """The int8 projections of a block each read their own input: sharing one quantized input cut the
+    image tower into a partition per block and one (3 on this 2-block tower)."""
+    assert export("executorch", "int8").manifest.delegate_partitions == {"image": 1, "text": 1}
+
+
 @pytest.mark.slow
 def test_bench_reads_executorch_int8_products_and_partitions(export):
     from siglip2_sdk.bench.graphs import bundle_graphs

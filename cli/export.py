@@ -29,7 +29,7 @@ def add_commands(commands) -> None:
         "--precision",
         default="fp32,int8",
         help="comma-separated: fp32, fp16, int8 (int8 weights: the scheme that keeps the gate), and int8 "
-        "compute where offered: int8-dynamic (onnx), int8-static (onnx: NNCF; tflite: PT2E image tower)",
+        "compute where offered: int8-dynamic (onnx, tflite), int8-static (onnx: NNCF; tflite: PT2E image)",
     )
     export.add_argument("--out", type=Path, default=Path("artifacts/bundles"), help="where bundles go")
     export.add_argument(

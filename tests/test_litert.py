@@ -75,7 +75,7 @@ def fp32_bundle(checkpoint, parity_data, tmp_path_factory):
         )
 
 
-@pytest.fixture(scope="module", params=["int8", "int8-static"])
+@pytest.fixture(scope="module", params=["int8", "int8-dynamic", "int8-static"])
 def int8_bundle(request, checkpoint, parity_data, tmp_path_factory):
     model = load_checkpoint(checkpoint)
     tokenizer = Tokenizer.for_text_tower(model.source_dir / "tokenizer.json", model.config.text)
@@ -114,6 +114,8 @@ def test_int8_bundle_stays_within_cosine_0_99_of_torch(int8_bundle, fp32_bundle,
     if int8_bundle.folder.name.endswith("int8-static"):  # int8 compute; the image file takes int8 pixels
         assert "PT2E static int8" in int8_bundle.manifest.quantization
         assert "dynamic_wi8_afp32" in int8_bundle.manifest.quantization
+    elif int8_bundle.folder.name.endswith("int8-dynamic"):
+        assert "dynamic int8 in every fully connected layer" in int8_bundle.manifest.quantization
     else:
         assert "weight_only_wi8_afp32" in int8_bundle.manifest.quantization
     for role in ("image_model", "text_model"):  # the weights really are int8
@@ -123,6 +125,17 @@ def test_int8_bundle_stays_within_cosine_0_99_of_torch(int8_bundle, fp32_bundle,
     image_cos = np.sum(bundle.embed_images(images) * reference.embed_images(images), axis=1)
     text_cos = np.sum(bundle.embed_texts(texts) * reference.embed_texts(texts), axis=1)
     assert image_cos.min() >= 0.99 and text_cos.min() >= 0.99
+
+
+def test_int8_compute_schemes_compute_in_int8_and_weight_only_does_not(int8_bundle):
+    from siglip2_sdk.bench.graphs import bundle_graphs
+
+    weight_only = int8_bundle.folder.name.endswith("int8")
+    graphs = bundle_graphs(int8_bundle.folder)
+    for tower in ("image", "text"):
+        assert graphs[tower]["int8_share"] == 0.0 if weight_only else graphs[tower]["int8_share"] > 0.5
+    if not int8_bundle.folder.name.endswith("int8-static"):  # static int8 leaves ops to LiteRT's kernels
+        assert graphs["image"]["partitions"] == graphs["text"]["partitions"] == 1
 
 
 def test_litert_inference_does_not_import_torch(int8_bundle):

@@ -15,8 +15,9 @@ $(INSTALLED): pyproject.toml constraints.txt
 	# One resolve for everything (installing the export stack in stages breaks typing-extensions),
 	# held to the known-good versions in constraints.txt. uv does it in ~15 s where pip took 2.3 min
 	# (the first `make demo` is timed); it gets pip's package sources from tools/uv_sources.py.
-	# Should uv fail, pip does the same install.
-	$(BIN)/python -m pip install --quiet -c constraints.txt uv \
+	# Should uv fail, pip does the same install. -qq: a machine's pip configuration may name package
+	# sources that do not hold uv, which pip warns about on every run; its errors still show.
+	$(BIN)/python -m pip install -qq -c constraints.txt uv \
 	  && $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[all,dev]" \
 	       $$($(BIN)/python tools/uv_sources.py) \
 	  || { echo "uv failed: installing with pip"; \

@@ -137,6 +137,7 @@ def export_all(
     min_agreement: float = 0.0,
     log=print,
     only: list[str] | None = None,
+    parity_examples: int = PARITY_EXAMPLES,
 ) -> list[dict]:
     """Every target (or the `only` ones) exported, or with `reuse` kept when its bundle is already in
     `out`."""
@@ -148,7 +149,7 @@ def export_all(
             rows.append(row(folder, to, precision, None))
             continue
         log(f"exporting {checkpoint} to {to} {precision} (its own process)")
-        figures = export_one(checkpoint, to, precision, out, data, min_agreement)
+        figures = export_one(checkpoint, to, precision, out, data, min_agreement, parity_examples)
         log(f"  {figures['export_s']:.0f} s, peak {figures['peak_rss_mb']:.0f} MB")
         rows.append(row(bundle_folder(out, runtime, precision), to, precision, figures))
     return rows

@@ -17,11 +17,11 @@ from export_matrix import ARTIFACTS as BENCH_ARTIFACTS
 from export_matrix import RESULTS, bundle_folder, ensure_checkpoint, export_one
 
 from siglip2_sdk.bench import BenchSettings, machine_info, run_bench
+from siglip2_sdk.cli.demo_jobs import PARITY_EXAMPLES  # what `make demo` gates on
 from siglip2_sdk.core.bundle import read_manifest
 
 OUT = Path("artifacts/onnx-int8")
 PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
-DEMO_PARITY_EXAMPLES = 256  # what `make demo` gates on
 SPEED = BenchSettings(runs=12, batch_runs=1, warmup=2, accuracy="cosine", examples=16, index_images=8)
 
 
@@ -46,7 +46,7 @@ def markdown(rows: list[dict], machine: dict, baseline: dict) -> str:
     lines = [
         "# ONNX precisions: accuracy on the demo student, speed on B/32@256\n",
         f"Machine: {machine.get('cpu', '?')}, {machine.get('physical_cores', '?')} cores. "
-        f"`python benchmarks/onnx_int8.py`. Demo student: the parity gate on {DEMO_PARITY_EXAMPLES} "
+        f"`python benchmarks/onnx_int8.py`. Demo student: the parity gate on {PARITY_EXAMPLES} "
         "held-out test pairs (cosine >= 0.99, top-1 agreement >= 0.98 both ways). B/32: random-init, "
         "batch 1, one interleaved run against transformers' eager fp32 "
         f"({baseline['image_ms']:.1f} ms image, {baseline['text_ms']:.1f} ms text).\n",
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--student", type=Path, default=Path("artifacts/student/final"))
     parser.add_argument("--data", type=Path, default=Path("artifacts/data"))
     args = parser.parse_args()
-    demo = export(args.student, OUT / "demo", args.data, DEMO_PARITY_EXAMPLES, 0.98)
+    demo = export(args.student, OUT / "demo", args.data, PARITY_EXAMPLES, 0.98)
     # A random model's rankings are noise: its gate holds the cosine only (as export_matrix.py does).
     b32 = export(ensure_checkpoint(BENCH_ARTIFACTS / "b32-random"), OUT / "b32", args.data, 16, 0.0)
     report = run_bench(

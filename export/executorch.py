@@ -2,7 +2,7 @@
 (`delegable`), and delegated to XNNPACK.
 
 int8: PT2E with XNNPACK's dynamic quantization (int8 weights per output channel, activations
-quantized per row at run time) where `INT8_MODULES` says, and the token table as int8 rows
+quantized per row at run time) where `INT8_LINEARS` says, and the token table as int8 rows
 (`quantized_decomposed.embedding_byte`, a kernel of `executorch.kernels.quantized`, which the runtime
 backend loads too). On the demo student (256 held-out pairs, `siglip2-sdk bench` on 1 thread): cosine
 min 0.99998, agreement 0.992/0.988, towers 27.1 MB (fp32: 97.0), 2,641 images/s against 2,103.
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from siglip2_sdk.core.model import MLP, Attention, ImageEncoder, MAPHead
+from siglip2_sdk.core.model import MLP, Attention, Block, ImageEncoder, MAPHead
 
 from .lowering import INT8_MODULES, Calibration, ExportTowers, Lowered
 
@@ -38,13 +38,22 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # larger batches one call per example (the manifest's batch_size), as with LiteRT.
 BATCH_SIZE = 1
 GELU_TANH_SCALE = 2 * math.sqrt(2 / math.pi)  # tanh(u) = 2 * sigmoid(2u) - 1
+# The linears int8 computes in int8, per tower: every linear inside a module of a listed type, and for
+# a (type, names) pair the named linears inside each module of that type. The image blocks' q and k
+# projections (the attention logits) stay fp32: with whole blocks in int8 the demo student kept 0.977
+# of its image->text answers, under the gate's 0.98; without q and k, 0.984 / 0.980, at 30.6 against
+# 23.5 ms for a B/32 image tower (benchmarks/results/design_choices.md).
+INT8_LINEARS = {
+    "image": (MLP, (Block, ("self_attn.v_proj", "self_attn.out_proj"))),
+    "text": INT8_MODULES["text"],
+}
 SCHEMES = {
     "fp32": "none (XNNPACK-delegated fp32)",
     "fp16": "fp16 weights and activations (XNNPACK), LayerNorm in fp32, float32 inputs and outputs",
     "int8": (
-        "PT2E XNNPACK dynamic int8 (weights per channel, activations per row at run time) in the image "
-        "blocks and the text MLPs; token embedding int8 per row; patch embedding, MAP head, text "
-        "attention and head in fp32"
+        "PT2E XNNPACK dynamic int8 (weights per channel, activations per row at run time) in the MLPs "
+        "and the image blocks' v and output projections; token embedding int8 per row; patch embedding, "
+        "q and k projections, text attention and the heads' attention and projection in fp32"
     ),
 }
 
@@ -163,20 +172,19 @@ def _delegable_text_encoder(self: torch.nn.Module, input_ids: torch.Tensor) -> t
     return _unit_rows(self.text_model.pooled(input_ids))
 
 
-def delegable(tower: torch.nn.Module, int8_modules: tuple[type, ...] = ()) -> torch.nn.Module:
+def delegable(tower: torch.nn.Module, int8_linears: tuple = ()) -> torch.nn.Module:
     """A copy of `tower` that computes the same function in ops the XNNPACK partitioner delegates
     (LayerNorm, attention's softmax, tanh-GELU rewritten), so that the tower runs in few partitions:
     each op left outside splits it, and between partitions activations go through the portable
-    kernels. Module classes stay, so `int8_modules` (the ones to be quantized) still finds them."""
+    kernels. Module classes and names stay, so `int8_linears` (see INT8_LINEARS) still finds them."""
     tower = copy.deepcopy(tower)
-    quantized = {
-        id(m) for outer in tower.modules() if isinstance(outer, int8_modules) for m in outer.modules()
-    }
+    quantized = linears_in(tower, int8_linears)
     for name, module in list(tower.named_modules()):
         if isinstance(module, torch.nn.LayerNorm):
             tower.set_submodule(name, DelegableLayerNorm(module))
         elif isinstance(module, Attention):
-            module.copies_inputs = id(module) in quantized
+            projections = (f"{name}.{p}" for p in ("q_proj", "k_proj", "v_proj"))
+            module.copies_inputs = sum(p in quantized for p in projections) > 1
             module.forward = types.MethodType(_delegable_attention, module)
         elif isinstance(module, MLP):
             module.forward = types.MethodType(_delegable_mlp, module)
@@ -188,9 +196,23 @@ def delegable(tower: torch.nn.Module, int8_modules: tuple[type, ...] = ()) -> to
     return tower
 
 
+def linears_in(tower: torch.nn.Module, spec: tuple) -> set[str]:
+    """The names of the linears in `tower` that `spec` (an INT8_LINEARS entry) picks."""
+    picked: set[str] = set()
+    for name, module in tower.named_modules():
+        for entry in spec:
+            inner_type, names = entry if isinstance(entry, tuple) else (entry, None)
+            if not isinstance(module, inner_type):
+                continue
+            for inner, linear in module.named_modules():
+                if isinstance(linear, torch.nn.Linear) and (names is None or inner in names):
+                    picked.add(f"{name}.{inner}" if name else inner)
+    return picked
+
+
 def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
     """image.pte and text.pte in `folder`, each for batches of BATCH_SIZE."""
-    int8 = INT8_MODULES if precision == "int8" else {"image": (), "text": ()}
+    int8 = INT8_LINEARS if precision == "int8" else {"image": (), "text": ()}
     if precision == "fp16":  # fp16 keeps its LayerNorms in fp32 (see `Float32LayerNorm`)
         image, text = HalfTower(towers.image), HalfTower(towers.text)
     else:
@@ -210,28 +232,29 @@ def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calib
     )
 
 
-def _lower(module: torch.nn.Module, example: torch.Tensor, path: Path, int8_modules: tuple[type, ...]) -> int:
-    """Write the lowered program to `path`; returns how many XNNPACK partitions it calls."""
+def _lower(module: torch.nn.Module, example: torch.Tensor, path: Path, int8_linears: tuple) -> int:
+    """Write the lowered program to `path` (int8 where `int8_linears` says: see INT8_LINEARS); returns
+    how many XNNPACK partitions it calls."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
     exported = torch.export.export(module, (example,))
-    if int8_modules:
-        quantized = _quantized(exported.module(), example, int8_modules)
+    if int8_linears:
+        quantized = _quantized(exported.module(), example, linears_in(module, int8_linears))
         exported = torch.export.export(quantized, (example,))
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     graph = edge.exported_program().graph_module.graph
     partitions = sum(1 for node in graph.nodes if "executorch_call_delegate" in str(node.target))
     # The fusion pass turns each dequantize + embedding pair into one embedding_byte kernel.
-    program = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=bool(int8_modules)))
+    program = edge.to_executorch(ExecutorchBackendConfig(do_quant_fusion_and_const_prop=bool(int8_linears)))
     path.write_bytes(program.buffer)
     return partitions
 
 
-def _quantized(module: torch.nn.Module, example: torch.Tensor, int8_modules: tuple[type, ...]):
-    """`module` (an exported graph) with int8 quantize/dequantize pairs: dynamic int8 linears inside
-    `int8_modules`, every token table as int8 rows. Dynamic quantization observes no activation ranges
-    ahead of time, so one run on the example calibrates it."""
+def _quantized(module: torch.nn.Module, example: torch.Tensor, int8_linears: set[str]):
+    """`module` (an exported graph) with int8 quantize/dequantize pairs: the linears named in
+    `int8_linears` dynamic int8, every token table as int8 rows. Dynamic quantization observes no
+    activation ranges ahead of time, so one run on the example calibrates it."""
     import executorch.kernels.quantized  # noqa: F401  (registers embedding_byte for the fusion pass)
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -243,8 +266,8 @@ def _quantized(module: torch.nn.Module, example: torch.Tensor, int8_modules: tup
 
     dynamic = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
     linears = XNNPACKQuantizer()
-    for module_type in int8_modules:
-        linears.set_module_type(module_type, dynamic)
+    for name in sorted(int8_linears):  # the exported graph's nodes keep the tower's module names
+        linears.set_module_name(name, dynamic)
     prepared = prepare_pt2e(module, ComposableQuantizer([EmbeddingQuantizer(), linears]))
     prepared(example)
     return convert_pt2e(prepared)

@@ -270,6 +270,17 @@ def test_bench_counts_int8_compute_not_int8_storage(export, precision, int8):
         assert (graphs[tower]["int8_share"] > 0.5) if int8 else graphs[tower]["int8_share"] == 0.0
 
 
+def test_executorch_int8_leaves_the_attention_logits_in_fp32(checkpoint):
+    from siglip2_sdk.core.model import ImageEncoder
+    from siglip2_sdk.export.executorch import INT8_LINEARS, linears_in
+
+    picked = linears_in(ImageEncoder(load_checkpoint(checkpoint)), INT8_LINEARS["image"])
+    names = {name.rsplit(".", 1)[-1] for name in picked}
+    assert names == {"fc1", "fc2", "v_proj", "out_proj"}
+    assert not any(name.endswith(("q_proj", "k_proj")) for name in picked)
+    assert sum(".encoder.layers." in name for name in picked) == 4 * 2  # a tiny tower's two blocks
+
+
 def test_executorch_int8_towers_lower_to_one_partition_each(export):
     """The int8 projections of a block each read their own input: sharing one quantized input cut the
     image tower into a partition per block and one (3 on this 2-block tower)."""

@@ -253,7 +253,7 @@ def test_pruned_tower_lowers_to_executorch_and_litert(model, checkpoint, tokeniz
     with torch.no_grad():
         expected = pruned(ids).numpy()
         for int8_modules, tolerance in (((), 1e-5), (INT8_MODULES["text"], 0.02)):  # fp32, then int8
-            _lower(pruned, ids, tmp_path / "text.pte", int8_modules=int8_modules)
+            _lower(pruned, ids, tmp_path / "text.pte", int8_linears=int8_modules)
             method = Runtime.get().load_program(str(tmp_path / "text.pte")).load_method("forward")
             np.testing.assert_allclose(method.execute([ids])[0].numpy(), expected, atol=tolerance)
         # TFLite takes int32 token ids; the remap gather accepts either.

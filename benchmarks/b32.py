@@ -36,6 +36,7 @@ import numpy as np
 from export_matrix import ARTIFACTS, BUNDLES, RESULTS, ensure_checkpoint, export_all, write_results
 
 from siglip2_sdk.bench import BenchSettings, export_images, open_bundle, run_bench
+from siglip2_sdk.cli.common import library_logs_to, native_output_to
 from siglip2_sdk.cli.demo_jobs import PARITY_EXAMPLES
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.preprocess import preprocess
@@ -83,11 +84,15 @@ def progress(iterable, description):
 
 
 def bench(bundle_rows: list[dict], checkpoint: Path, settings: BenchSettings, out: Path, data: Path) -> dict:
+    """`siglip2-sdk bench` on the bundles; what the runtimes' libraries print goes to
+    artifacts/bench/libraries.log, as the command sends it to its own."""
     bundles = [row["bundle"] for row in bundle_rows]
-    return run_bench(
-        bundles, str(checkpoint), data=str(data / "test-*.tar"), out=out, settings=settings,
-        progress=progress, log=log,
-    )  # fmt: skip
+    libraries_log = ARTIFACTS / "libraries.log"
+    with library_logs_to(libraries_log), native_output_to(libraries_log):
+        return run_bench(
+            bundles, str(checkpoint), data=str(data / "test-*.tar"), out=out, settings=settings,
+            progress=progress, log=log,
+        )  # fmt: skip
 
 
 # --- where the time goes ---------------------------------------------------------------------------

@@ -4,16 +4,14 @@
 int8: PT2E with XNNPACK's dynamic quantization (int8 weights per output channel, activations
 quantized per row at run time) where `INT8_LINEARS` says, and the token table as int8 rows
 (`quantized_decomposed.embedding_byte`, a kernel of `executorch.kernels.quantized`, which the runtime
-backend loads too). On the demo student (256 held-out pairs, `siglip2-sdk bench` on 1 thread): cosine
-min 0.99998, agreement 0.992/0.988, towers 27.1 MB (fp32: 97.0), 2,641 images/s against 2,103.
-Static int8 (activation ranges calibrated on real images, one scale per tensor) was measured for the
-image tower and refused: cosine min 0.9989 and 85%/92% top-1 agreement, where dynamic per-row
-activations kept 99-100%, and no faster (2,005 against 2,024 images/s at batch 32).
+backend loads too). Static int8 (activation ranges calibrated on real images, one scale per tensor)
+was tried for the image tower and refused by the gate where dynamic per-row activations kept it.
 
 fp16: the tower in half precision behind float32 inputs and outputs, LayerNorms in float32 (see
-`Float32LayerNorm`); cosine 1.0 on the demo student and on B/32, half the size. It is for phones whose
-CPUs compute in fp16 (ARMv8.2 and later): on this x86 CPU (AVX2 and F16C, no fp16 arithmetic) it ran
-2.5x slower than fp32 (841 against 2,103 images/s).
+`Float32LayerNorm`), half the size. It is for phones whose CPUs compute in fp16 (ARMv8.2 and later);
+x86 CPUs without fp16 arithmetic run it slower than fp32.
+
+What each choice measured: benchmarks/results/design_choices.md and b32.md.
 """
 
 from __future__ import annotations

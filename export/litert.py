@@ -1,18 +1,17 @@
 """Lowering to LiteRT (TFLite): each tower converted by litert-torch at a fixed batch, then quantized.
 
 - int8: AI Edge Quantizer's weight-only int8 (`weight_only_wi8_afp32`) on both towers: int8 weights,
-  token embedding included, float compute. On the demo student (256 held-out pairs) cosine 1.0000 and
-  top-1 agreement 1.000 both ways: the int8 scheme that keeps the parity gate. Size of int8-static.
+  token embedding included, float compute. A quarter of the size at fp32 speed, and of LiteRT's int8
+  schemes the one whose answers stay closest to the float model's.
 - int8-dynamic: int8 compute in every fully connected layer (activations quantized per tensor at run
   time, XNNPACK's qd8 kernels), int8 weights with float compute elsewhere; one delegate partition per
-  tower. The fastest LiteRT scheme (benchmarks/results/b32.md), but on the demo student, whose top-1
-  and top-2 answers are often thousandths apart, it kept 0.977 of the top-1 answers both ways at
-  cosine 0.999: under the gate's 0.98, where weight-only int8 stays above it.
+  tower. The fastest LiteRT scheme; on a small student whose best and second-best answers are
+  thousandths apart it can fall under the gate's top-1 agreement where weight-only int8 does not.
 - int8-static: int8 compute. The image tower by PT2E static quantization calibrated on real images,
   the text tower by AI Edge Quantizer's dynamic int8 recipe (it also quantizes the token embedding,
-  which PT2E leaves in float). Cosine min 0.9997/0.9999 but agreement 0.90/0.96 on the demo student,
-  whose top-1 and top-2 scores are a median 0.002 apart; the speed it buys shows on the B/32 shape
-  (benchmarks/results/).
+  which PT2E leaves in float).
+
+What each measured: benchmarks/results/b32.md and design_choices.md.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ import numpy as np
 from export_matrix import ARTIFACTS, BUNDLES, RESULTS, ensure_checkpoint, export_all, write_results
 
 from siglip2_sdk.bench import BenchSettings, export_images, open_bundle, run_bench
-from siglip2_sdk.cli.common import library_logs_to, native_output_to
+from siglip2_sdk.cli.common import libraries_output_to
 from siglip2_sdk.cli.demo_jobs import PARITY_EXAMPLES
 from siglip2_sdk.core.errors import Siglip2Error
 from siglip2_sdk.core.preprocess import preprocess
@@ -89,8 +89,7 @@ def bench(bundle_rows: list[dict], checkpoint: Path, settings: BenchSettings, ou
     """`siglip2-sdk bench` on the bundles; what the runtimes' libraries print goes to
     artifacts/bench/libraries.log, as the command sends it to its own."""
     bundles = [row["bundle"] for row in bundle_rows]
-    libraries_log = ARTIFACTS / "libraries.log"
-    with library_logs_to(libraries_log), native_output_to(libraries_log):
+    with libraries_output_to(ARTIFACTS / "libraries.log"):
         return run_bench(
             bundles, str(checkpoint), data=str(data / "test-*.tar"), out=out, settings=settings,
             progress=progress, log=log,

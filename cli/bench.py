@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_command, library_logs_to, native_output_to, progress
+from .common import add_command, libraries_output_to, progress
 
 
 def add_commands(commands) -> None:
@@ -67,8 +67,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if processes is not None:
         given |= {"probe_processes": processes, "accuracy_processes": processes}
     settings = BenchSettings(**{name: value for name, value in given.items() if value is not None})
-    libraries_log = args.out / "libraries.log"
-    with library_logs_to(libraries_log), native_output_to(libraries_log):
+    with libraries_output_to(args.out / "libraries.log"):
         measure(
             args.bundles,
             args.checkpoint,

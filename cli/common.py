@@ -103,6 +103,14 @@ def native_output_to(path: Path) -> Iterator[None]:
             os.close(descriptor)
 
 
+@contextlib.contextmanager
+def libraries_output_to(path: Path) -> Iterator[None]:
+    """While the block runs, everything the libraries say goes to the file at `path`: what they log
+    (`library_logs_to`) and what native code prints (`native_output_to`)."""
+    with library_logs_to(path), native_output_to(path):
+        yield
+
+
 def _writable_folder(folder: Path) -> bool:
     """The folder, made if missing; False where a file is in the way (the command reports that)."""
     try:

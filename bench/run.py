@@ -100,9 +100,12 @@ def run_bench(
         entry |= {"size_mb": sum(subject.files_mb.values()), "probe": probes[subject.name]}
         entry["load_s"] = load_s[subject.name]
         entry |= {"speed": speed[subject.name], "index": index[subject.name]}
-        entry["compute"] = compute_figures(speed[subject.name], flops, subject.precision, machine, threads)
-        entry["accuracy"] = accuracy.get(subject.name)
         entry["graphs"] = bundle_graphs(Path(subject.path), log) if subject.kind == "bundle" else None
+        shares = {tower: graph["int8_share"] for tower, graph in (entry["graphs"] or {}).items()}
+        entry["compute"] = compute_figures(
+            speed[subject.name], flops, subject.precision, machine, threads, shares
+        )
+        entry["accuracy"] = accuracy.get(subject.name)
         entry["speedup_vs_baseline"] = _speedup(speed[subject.name], base) if base else None
         report["subjects"].append(entry)
     write_report(report, out)

@@ -103,15 +103,22 @@ def speed_figures(times: dict[str, list[float]], batch: int) -> dict:
     return figures
 
 
-def compute_figures(speed: dict, flops: dict[str, int], precision: str, machine: dict, threads: int) -> dict:
+def compute_figures(
+    speed: dict, flops: dict[str, int], precision: str, machine: dict, threads: int, int8_shares=None
+) -> dict:
     """Achieved GFLOP/s at the throughput batch and its share of the peak of the cores in use: the int8
     peak for int8 bundles, the fp32 peak otherwise (CPU runtimes compute fp16 bundles in fp32). The
     peak is the measured one (`machine["measured_peak"]`, on these threads) where there is one, else
-    the flags-based one; both are kept."""
+    the flags-based one; both are kept. With `int8_shares` (per tower, the share of its FLOPs on int8
+    operands), an int8 bundle also gets the share of the rate its mix allows: its int8 FLOPs at the
+    int8 peak and the rest at the fp32 peak."""
     cores = min(threads, machine["physical_cores"])
     key = "int8" if precision == "int8" else "fp32"
-    flags_limit = peak(machine["per_cycle_per_core"][key], cores, machine["clock_mhz"])
-    measured = (machine.get("measured_peak") or {}).get("int8_gops" if key == "int8" else "fp32_gflops")
+    limits = {}
+    for kind, rate in (("int8", "int8_gops"), ("fp32", "fp32_gflops")):
+        flags_limit = peak(machine["per_cycle_per_core"][kind], cores, machine["clock_mhz"])
+        limits[kind] = ((machine.get("measured_peak") or {}).get(rate), flags_limit)
+    measured, flags_limit = limits[key]
     limit = measured or flags_limit
     figures = {
         "peak": key, "peak_gops": limit, "peak_source": "measured" if measured else "flags",
@@ -120,4 +127,9 @@ def compute_figures(speed: dict, flops: dict[str, int], precision: str, machine:
     for tower in ("image", "text"):
         achieved = flops[tower] * speed[tower]["batch_per_s"] / 1e9
         figures[tower] = {"gflops": achieved, "share_of_peak": achieved / limit if limit else None}
+        int8_share = (int8_shares or {}).get(tower)
+        if key == "int8" and int8_share is not None:
+            int8_peak, fp32_peak = (limits[kind][0] or limits[kind][1] for kind in ("int8", "fp32"))
+            mix_peak = 1 / (int8_share / int8_peak + (1 - int8_share) / fp32_peak)
+            figures[tower]["share_of_mix_peak"] = achieved / mix_peak
     return figures

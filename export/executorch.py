@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from siglip2_sdk.core.model import MLP, Attention, Block, ImageEncoder, MAPHead
+from siglip2_sdk.core.model import MLP, Attention, ImageEncoder, MAPHead
 
-from .lowering import INT8_MODULES, Calibration, ExportTowers, Lowered
+from .lowering import INT8_LINEARS, Calibration, ExportTowers, Lowered, linears_in
 
 FILES = {"image_model": "image.pte", "text_model": "text.pte"}
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -36,15 +36,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # larger batches one call per example (the manifest's batch_size), as with LiteRT.
 BATCH_SIZE = 1
 GELU_TANH_SCALE = 2 * math.sqrt(2 / math.pi)  # tanh(u) = 2 * sigmoid(2u) - 1
-# The linears int8 computes in int8, per tower: every linear inside a module of a listed type, and for
-# a (type, names) pair the named linears inside each module of that type. The image blocks' q and k
-# projections (the attention logits) stay fp32: with whole blocks in int8 the demo student kept 0.977
-# of its image->text answers, under the gate's 0.98; without q and k, 0.984 / 0.980, at 30.6 against
-# 23.5 ms for a B/32 image tower (benchmarks/results/design_choices.md).
-INT8_LINEARS = {
-    "image": (MLP, (Block, ("self_attn.v_proj", "self_attn.out_proj"))),
-    "text": INT8_MODULES["text"],
-}
 SCHEMES = {
     "fp32": "none (XNNPACK-delegated fp32)",
     "fp16": "fp16 weights and activations (XNNPACK), LayerNorm in fp32, float32 inputs and outputs",
@@ -192,20 +183,6 @@ def delegable(tower: torch.nn.Module, int8_linears: tuple = ()) -> torch.nn.Modu
     encode = _delegable_image_encoder if isinstance(tower, ImageEncoder) else _delegable_text_encoder
     tower.forward = types.MethodType(encode, tower)
     return tower
-
-
-def linears_in(tower: torch.nn.Module, spec: tuple) -> set[str]:
-    """The names of the linears in `tower` that `spec` (an INT8_LINEARS entry) picks."""
-    picked: set[str] = set()
-    for name, module in tower.named_modules():
-        for entry in spec:
-            inner_type, names = entry if isinstance(entry, tuple) else (entry, None)
-            if not isinstance(module, inner_type):
-                continue
-            for inner, linear in module.named_modules():
-                if isinstance(linear, torch.nn.Linear) and (names is None or inner in names):
-                    picked.add(f"{name}.{inner}" if name else inner)
-    return picked
 
 
 def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:

@@ -1,17 +1,18 @@
 """Lowering to LiteRT (TFLite): each tower converted by litert-torch at a fixed batch, then quantized.
 
-- int8: AI Edge Quantizer's weight-only int8 (`weight_only_wi8_afp32`) on both towers: int8 weights,
-  token embedding included, float compute. A quarter of the size at fp32 speed, and of LiteRT's int8
-  schemes the one whose answers stay closest to the float model's.
-- int8-dynamic: int8 compute in every fully connected layer (activations quantized per tensor at run
-  time, XNNPACK's qd8 kernels), int8 weights with float compute elsewhere; one delegate partition per
-  tower. The fastest LiteRT scheme; on a small student whose best and second-best answers are
-  thousandths apart it can fall under the gate's top-1 agreement where weight-only int8 does not.
+- int8 (the default int8): dynamic int8 (int8 weights per channel, activations quantized per row at
+  run time, XNNPACK's qd8 kernels) in the linears `INT8_LINEARS` picks, the same layout as
+  ExecuTorch's int8; the token table int8 weights; everything else fp32. One delegate partition per
+  tower.
+- int8-weight-only: AI Edge Quantizer's `weight_only_wi8_afp32` on both towers: int8 weights, token
+  embedding included, float compute. The smallest files, at fp32 speed.
+- int8-dynamic: dynamic int8 in every fully connected layer. The fastest LiteRT scheme, and the one
+  that moves the similarity scores most; the gate refuses it on the demo student more often than not.
 - int8-static: int8 compute. The image tower by PT2E static quantization calibrated on real images,
   the text tower by AI Edge Quantizer's dynamic int8 recipe (it also quantizes the token embedding,
   which PT2E leaves in float).
 
-What each measured: benchmarks/results/b32.md and design_choices.md.
+What each measured: benchmarks/results/b32.md, parity_gate.md and design_choices.md.
 """
 
 from __future__ import annotations
@@ -19,22 +20,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .lowering import Calibration, ExportTowers, Lowered
+from .lowering import INT8_LINEARS, Calibration, ExportTowers, Lowered, linears_in
 
 FILES = {"image_model": "image.tflite", "text_model": "text.tflite"}
-PRECISIONS = ("fp32", "int8", "int8-dynamic", "int8-static")
+PRECISIONS = ("fp32", "int8", "int8-weight-only", "int8-dynamic", "int8-static")
 # The converter cannot lower a dynamic batch axis, so each file takes one fixed batch and readers pad
 # the last chunk. Batch 1, measured with LiteRT on 2 CPU threads: a B/32 image tower is compute-bound
 # (batch 8 ran at 2.4-2.6 images/s against 1.9-2.7 for batch 1), while with a fixed batch of 8 one
 # query or one photo costs as much as 8. Only the 3-layer demo student gains from batching (757 -> 1464
 # images/s at batch 32), and there a batch-1 call already takes about a millisecond.
 BATCH_SIZE = 1
+INT8_SCHEME = (
+    "AI Edge Quantizer: dynamic int8 (int8 weights per channel, activations per row at run time) in the "
+    "MLPs and the image blocks' v and output projections; token embedding int8 weights; patch "
+    "embedding, q and k projections, text attention and the heads' attention and projection in fp32"
+)
 WEIGHT_ONLY_SCHEME = (
     "AI Edge Quantizer weight_only_wi8_afp32: int8 weights (token embedding included), fp32 compute"
 )
@@ -52,6 +59,8 @@ STATIC_SCHEME = (
 
 def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
     """image.tflite and text.tflite in `folder`, both taking batches of exactly BATCH_SIZE."""
+    from ai_edge_quantizer import recipe
+
     pixels, ids = towers.example_pixels(BATCH_SIZE), towers.example_ids(BATCH_SIZE)
     image_path, text_path = folder / FILES["image_model"], folder / FILES["text_model"]
     with _quiet_converter(), torch.no_grad():
@@ -62,16 +71,22 @@ def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calib
             _convert(towers.image, pixels, image_path)
         _convert(towers.text, ids, text_path)
         if precision == "int8-static":
-            _quantize(text_path, "dynamic_wi8_afp32")
+            _quantize(text_path, recipe.dynamic_wi8_afp32())
         elif precision == "int8":
-            _quantize(image_path, "weight_only_wi8_afp32")
-            _quantize(text_path, "weight_only_wi8_afp32")
+            for tower, path in (("image", image_path), ("text", text_path)):
+                module = getattr(towers, tower)
+                picked = linears_in(module, INT8_LINEARS[tower])
+                _quantize(path, _int8_linears(path, [module.get_submodule(n).weight for n in picked]))
+        elif precision == "int8-weight-only":
+            _quantize(image_path, recipe.weight_only_wi8_afp32())
+            _quantize(text_path, recipe.weight_only_wi8_afp32())
         elif precision == "int8-dynamic":
-            _quantize(image_path, "dynamic_fully_connected")
-            _quantize(text_path, "dynamic_fully_connected")
+            _quantize(image_path, _dynamic_fully_connected())
+            _quantize(text_path, _dynamic_fully_connected())
     schemes = {
         "fp32": "none",
-        "int8": WEIGHT_ONLY_SCHEME,
+        "int8": INT8_SCHEME,
+        "int8-weight-only": WEIGHT_ONLY_SCHEME,
         "int8-dynamic": DYNAMIC_SCHEME,
         "int8-static": STATIC_SCHEME,
     }
@@ -128,28 +143,66 @@ def _fixed_batches(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(rows[indices], dtype=np.float32)
 
 
-def _quantize(path: Path, recipe_name: str) -> None:
-    """Replace the float .tflite at `path` with its version quantized by an AI Edge Quantizer recipe
-    (one of its own, or "dynamic_fully_connected")."""
-    from ai_edge_quantizer import quantizer, recipe
+def _quantize(path: Path, rules: list[dict]) -> None:
+    """Replace the float .tflite at `path` with its version quantized by AI Edge Quantizer `rules` (a
+    recipe: of the rules matching an op, the last one applies)."""
+    from ai_edge_quantizer import quantizer
 
-    if recipe_name == "dynamic_fully_connected":
-        rules = _dynamic_fully_connected(recipe)
-    else:
-        rules = getattr(recipe, recipe_name)()
     result = quantizer.Quantizer(str(path), rules).quantize(
         enable_progress_bar=False, enable_progress_report=False
     )
     result.export_model(str(path), overwrite=True)
 
 
-def _dynamic_fully_connected(recipe) -> list[dict]:
+def _dynamic_fully_connected() -> list[dict]:
     """Dynamic int8 in the fully connected layers, int8 weights with float compute everywhere else
     (the token table): the library's own two recipes, the later rule taking precedence. Its
     dynamic_wi8_afp32 alone also quantizes the attention's batch matmuls, whose kernel LiteRT 2.3
     then refuses to prepare (int8 activations on both sides)."""
+    from ai_edge_quantizer import recipe
+
     dynamic = [dict(rule, operation="FULLY_CONNECTED") for rule in recipe.dynamic_wi8_afp32()]
     return recipe.weight_only_wi8_afp32() + dynamic
+
+
+def _int8_linears(path: Path, weights: list[torch.Tensor]) -> list[dict]:
+    """Dynamic int8 in the fully connected layers of the float file at `path` that compute one of
+    `weights`, int8 weights for the token table, nothing else. An op is found by its weight rather
+    than by the names the converter gives tensors (one name lists several fused modules); a rule
+    names the op by its scope, the quantizer's name for it."""
+    from ai_edge_quantizer import recipe
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    wanted = [w.detach().to(torch.float32).numpy() for w in weights]
+    model = tfl.read_model(path)
+    dynamic, weight_only = recipe.dynamic_wi8_afp32()[0], recipe.weight_only_wi8_afp32()[0]
+    fully_connected = tfl.TFL_OP_NAME_TO_CODE["FULLY_CONNECTED"]
+    rules = [dict(weight_only, operation="EMBEDDING_LOOKUP")]
+    found: set[int] = set()
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if model.operatorCodes[op.opcodeIndex].builtinCode != fully_connected:
+                continue
+            stored = tfl.get_tensor_data(graph.tensors[op.inputs[1]], model.buffers)
+            match = next((i for i, w in enumerate(wanted) if _computes(stored, w)), None)
+            if match is not None:
+                scope = re.escape(tfl.get_op_scope(op, graph.tensors))
+                rules.append(dict(dynamic, regex=f"^{scope}$", operation="FULLY_CONNECTED"))
+                found.add(match)
+    if len(found) != len(wanted):
+        missing = len(wanted) - len(found)
+        raise RuntimeError(f"{path.name}: {missing} of {len(wanted)} int8 linears not found in the file")
+    return rules
+
+
+def _computes(stored: np.ndarray | None, weight: np.ndarray) -> bool:
+    """Whether a fully connected layer's stored weight is `weight` with a factor per input column:
+    the converter folds a LayerNorm's scale into the linear after it."""
+    if stored is None or stored.shape != weight.shape:
+        return False
+    stored = stored.astype(np.float32)
+    scale = (stored * weight).sum(axis=0) / np.maximum((weight * weight).sum(axis=0), 1e-30)
+    return np.allclose(stored, weight * scale, rtol=1e-4, atol=1e-6 * float(np.abs(stored).max()))
 
 
 @contextlib.contextmanager

@@ -51,6 +51,33 @@ class ExportTowers:
 # blocks and the text MLPs hold most of the weights and kept the gate. The token table is weights only.
 INT8_MODULES = {"image": (Block,), "text": (TokenEmbeddings, MLP)}
 
+# The linears that compute in int8 where activations are quantized per row at run time (ExecuTorch's
+# and LiteRT's int8), per tower: every linear inside a module of a listed type, and for a (type, names)
+# pair the named linears inside each module of that type. The image blocks' q and k projections (the
+# attention logits), the text attention, the patch embedding and the heads' projections stay fp32.
+# On the demo student, LiteRT with every linear in int8 adds half again to the noise int8 puts on the
+# similarity scores, and the gate's top-1 agreement passes it on 16% of random samples of 256 test
+# pairs; with this layout on 55%, as often as weight-only int8 (benchmarks/results/parity_gate.md).
+# On a B/32 it costs ExecuTorch's image tower 30.6 against 23.5 ms (design_choices.md).
+INT8_LINEARS = {
+    "image": (MLP, (Block, ("self_attn.v_proj", "self_attn.out_proj"))),
+    "text": (MLP,),
+}
+
+
+def linears_in(tower: torch.nn.Module, spec: tuple) -> set[str]:
+    """The names of the linears in `tower` that `spec` (an INT8_LINEARS entry) picks."""
+    picked: set[str] = set()
+    for name, module in tower.named_modules():
+        for entry in spec:
+            inner_type, names = entry if isinstance(entry, tuple) else (entry, None)
+            if not isinstance(module, inner_type):
+                continue
+            for inner, linear in module.named_modules():
+                if isinstance(linear, torch.nn.Linear) and (names is None or inner in names):
+                    picked.add(f"{name}.{inner}" if name else inner)
+    return picked
+
 
 @dataclass
 class Calibration:

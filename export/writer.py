@@ -140,12 +140,7 @@ def export_bundle(
             created_by=f"siglip2-sdk {__version__}",
             weights_digest=digest,
         )
-        backend = open_backend(staging, manifest)
-        candidate = _embeddings(
-            parity_data.images, parity_data.texts, manifest.image, tokenizer,
-            backend.embed_pixels, backend.embed_tokens, manifest.embed_dim,
-        )  # fmt: skip
-        figures = measure(reference, candidate)
+        figures = measure(reference, bundle_embeddings(staging, manifest, tokenizer, parity_data))
         problems = failures(figures, thresholds)
         manifest = replace(
             manifest,
@@ -243,6 +238,18 @@ def float_embeddings(
     dim = model.config.embed_dim
     runs = numpy_runner(model.eval(), "image"), numpy_runner(model, "text")
     return _embeddings(data.images, data.texts, model.image_preprocessing, tokenizer, *runs, dim)
+
+
+def bundle_embeddings(
+    folder: Path, manifest: Manifest, tokenizer: Tokenizer, data: ParityData
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bundle's embeddings of the parity data, run on its own runtime: what the gate compares
+    with `float_embeddings`."""
+    backend = open_backend(folder, manifest)
+    return _embeddings(
+        data.images, data.texts, manifest.image, tokenizer,
+        backend.embed_pixels, backend.embed_tokens, manifest.embed_dim,
+    )  # fmt: skip
 
 
 def calibration_inputs(data: ParityData, spec, tokenizer: Tokenizer) -> Calibration:

@@ -197,6 +197,12 @@ def test_measured_peaks_are_rates_the_compute_figures_use():
     figures = compute_figures(speed, {"image": 10**9, "text": 10**9}, "int8", machine, threads=1)
     assert figures["peak_source"] == "measured" and figures["peak_gops"] == measured["int8_gops"]
     assert figures["image"]["share_of_peak"] == pytest.approx(10 / measured["int8_gops"])
+    mixed = compute_figures(
+        speed, {"image": 10**9, "text": 10**9}, "int8", machine, threads=1, int8_shares={"image": 0.75}
+    )
+    seconds_at_peaks = 0.75 / measured["int8_gops"] + 0.25 / measured["fp32_gflops"]  # per GFLOP
+    assert mixed["image"]["share_of_mix_peak"] == pytest.approx(10 * seconds_at_peaks)
+    assert "share_of_mix_peak" not in mixed["text"]  # no share in int8 known: no mix to speak of
     flags_only = compute_figures(speed, {"image": 10**9, "text": 10**9}, "fp32", machine_info(), threads=1)
     assert flags_only["peak_source"] == "flags"
 

@@ -272,7 +272,7 @@ def test_bench_counts_int8_compute_not_int8_storage(export, precision, int8):
 
 def test_executorch_int8_leaves_the_attention_logits_in_fp32(checkpoint):
     from siglip2_sdk.core.model import ImageEncoder
-    from siglip2_sdk.export.executorch import INT8_LINEARS, linears_in
+    from siglip2_sdk.export.lowering import INT8_LINEARS, linears_in
 
     picked = linears_in(ImageEncoder(load_checkpoint(checkpoint)), INT8_LINEARS["image"])
     names = {name.rsplit(".", 1)[-1] for name in picked}

@@ -28,8 +28,10 @@ def add_commands(commands) -> None:
     export.add_argument(
         "--precision",
         default="fp32,int8",
-        help="comma-separated: fp32, fp16, int8 (int8 weights: the scheme that keeps the gate), and int8 "
-        "compute where offered: int8-dynamic (onnx, tflite), int8-static (onnx: NNCF; tflite: PT2E image)",
+        help="comma-separated: fp32, fp16, int8 (each runtime's int8 that keeps the gate: int8 weights "
+        "computed in fp32 on onnx; int8 compute in the MLPs and image v/out projections on tflite and "
+        "executorch), int8-weight-only (tflite), and int8 compute where offered: int8-dynamic (onnx, "
+        "tflite: every linear), int8-static (onnx: NNCF; tflite: PT2E image)",
     )
     export.add_argument("--out", type=Path, default=Path("artifacts/bundles"), help="where bundles go")
     export.add_argument(

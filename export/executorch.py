@@ -7,8 +7,8 @@ quantized per row at run time) where `INT8_LINEARS` says, and the token table as
 backend loads too). Static int8 (activation ranges calibrated on real images, one scale per tensor)
 was tried for the image tower and refused by the gate where dynamic per-row activations kept it.
 
-fp16: the tower in half precision behind float32 inputs and outputs, LayerNorms in float32 (see
-`Float32LayerNorm`), half the size. It is for phones whose CPUs compute in fp16 (ARMv8.2 and later);
+fp16: `delegable`'s tower in half precision behind float32 inputs and outputs (see `HalfTower`), half
+the size, in 2 partitions per tower. It is for phones whose CPUs compute in fp16 (ARMv8.2 and later);
 x86 CPUs without fp16 arithmetic run it slower than fp32.
 
 What each choice measured: benchmarks/results/design_choices.md and b32.md.
@@ -38,7 +38,7 @@ BATCH_SIZE = 1
 GELU_TANH_SCALE = 2 * math.sqrt(2 / math.pi)  # tanh(u) = 2 * sigmoid(2u) - 1
 SCHEMES = {
     "fp32": "none (XNNPACK-delegated fp32)",
-    "fp16": "fp16 weights and activations (XNNPACK), LayerNorm in fp32, float32 inputs and outputs",
+    "fp16": "fp16 weights and activations (XNNPACK), float32 inputs and outputs",
     "int8": (
         "PT2E XNNPACK dynamic int8 (weights per channel, activations per row at run time) in the MLPs "
         "and the image blocks' v and output projections; token embedding int8 per row; patch embedding, "
@@ -47,33 +47,20 @@ SCHEMES = {
 }
 
 
-class Float32LayerNorm(torch.nn.Module):
-    """A LayerNorm computed in float32 inside a half-precision tower. ExecuTorch 1.5's half LayerNorm
-    (left outside the XNNPACK delegate) is wrong from width 256 on: cosine 0.58 against float on one
-    LayerNorm(256), 0.07 on the whole B/32 tower, where width 128 and every other op are exact."""
-
-    def __init__(self, norm: torch.nn.LayerNorm):
-        super().__init__()
-        self.norm = copy.deepcopy(norm).float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.float()).to(x.dtype)
-
-
 class HalfTower(torch.nn.Module):
     """A tower computed in half precision on float32 inputs (token ids pass as they are), giving
-    float32 embeddings re-normalized in float32 (half rounding moves the norm by ~1e-3)."""
+    float32 embeddings re-normalized in float32 (half rounding moves the norm by ~1e-3). The tower is
+    `delegable`'s copy: its LayerNorms run as XNNPACK means in half, where ExecuTorch 1.5's own half
+    LayerNorm (a portable kernel, outside the delegate) is wrong from width 256 on (cosine 0.58
+    against float on one LayerNorm(256), 0.07 on the whole B/32 tower)."""
 
     def __init__(self, tower: torch.nn.Module):
         super().__init__()
-        self.tower = copy.deepcopy(tower).half()  # a copy: the caller's model stays float32
-        norms = [(name, m) for name, m in self.tower.named_modules() if isinstance(m, torch.nn.LayerNorm)]
-        for name, norm in norms:
-            self.tower.set_submodule(name, Float32LayerNorm(norm))
+        self.tower = delegable(tower).half()  # a copy: the caller's model stays float32
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         inputs = inputs.half() if inputs.is_floating_point() else inputs
-        return F.normalize(self.tower(inputs).float(), dim=-1)
+        return _unit_rows(self.tower(inputs).float())
 
 
 def _last_axis_mean(x: torch.Tensor) -> torch.Tensor:
@@ -180,15 +167,17 @@ def delegable(tower: torch.nn.Module, int8_linears: tuple = ()) -> torch.nn.Modu
         elif isinstance(module, MAPHead):
             module.forward = types.MethodType(_delegable_map_head, module)
     # The encoders (ImageEncoder; TextEncoder or the pruned one) normalize their embedding last.
-    encode = _delegable_image_encoder if isinstance(tower, ImageEncoder) else _delegable_text_encoder
-    tower.forward = types.MethodType(encode, tower)
+    if isinstance(tower, ImageEncoder):
+        tower.forward = types.MethodType(_delegable_image_encoder, tower)
+    elif hasattr(tower, "text_model"):
+        tower.forward = types.MethodType(_delegable_text_encoder, tower)
     return tower
 
 
 def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
     """image.pte and text.pte in `folder`, each for batches of BATCH_SIZE."""
     int8 = INT8_LINEARS if precision == "int8" else {"image": (), "text": ()}
-    if precision == "fp16":  # fp16 keeps its LayerNorms in fp32 (see `Float32LayerNorm`)
+    if precision == "fp16":
         image, text = HalfTower(towers.image), HalfTower(towers.text)
     else:
         image, text = delegable(towers.image, int8["image"]), delegable(towers.text, int8["text"])

@@ -59,8 +59,6 @@ STATIC_SCHEME = (
 
 def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calibration) -> Lowered:
     """image.tflite and text.tflite in `folder`, both taking batches of exactly BATCH_SIZE."""
-    from ai_edge_quantizer import recipe
-
     pixels, ids = towers.example_pixels(BATCH_SIZE), towers.example_ids(BATCH_SIZE)
     image_path, text_path = folder / FILES["image_model"], folder / FILES["text_model"]
     with _quiet_converter(), torch.no_grad():
@@ -71,15 +69,15 @@ def lower(towers: ExportTowers, precision: str, folder: Path, calibration: Calib
             _convert(towers.image, pixels, image_path)
         _convert(towers.text, ids, text_path)
         if precision == "int8-static":
-            _quantize(text_path, recipe.dynamic_wi8_afp32())
+            _quantize(text_path, _library_recipe("dynamic_wi8_afp32"))
         elif precision == "int8":
             for tower, path in (("image", image_path), ("text", text_path)):
                 module = getattr(towers, tower)
                 picked = linears_in(module, INT8_LINEARS[tower])
                 _quantize(path, _int8_linears(path, [module.get_submodule(n).weight for n in picked]))
         elif precision == "int8-weight-only":
-            _quantize(image_path, recipe.weight_only_wi8_afp32())
-            _quantize(text_path, recipe.weight_only_wi8_afp32())
+            _quantize(image_path, _library_recipe("weight_only_wi8_afp32"))
+            _quantize(text_path, _library_recipe("weight_only_wi8_afp32"))
         elif precision == "int8-dynamic":
             _quantize(image_path, _dynamic_fully_connected())
             _quantize(text_path, _dynamic_fully_connected())
@@ -154,15 +152,20 @@ def _quantize(path: Path, rules: list[dict]) -> None:
     result.export_model(str(path), overwrite=True)
 
 
+def _library_recipe(name: str) -> list[dict]:
+    """One of AI Edge Quantizer's own recipes (imported only where a file is quantized)."""
+    from ai_edge_quantizer import recipe
+
+    return getattr(recipe, name)()
+
+
 def _dynamic_fully_connected() -> list[dict]:
     """Dynamic int8 in the fully connected layers, int8 weights with float compute everywhere else
     (the token table): the library's own two recipes, the later rule taking precedence. Its
     dynamic_wi8_afp32 alone also quantizes the attention's batch matmuls, whose kernel LiteRT 2.3
     then refuses to prepare (int8 activations on both sides)."""
-    from ai_edge_quantizer import recipe
-
-    dynamic = [dict(rule, operation="FULLY_CONNECTED") for rule in recipe.dynamic_wi8_afp32()]
-    return recipe.weight_only_wi8_afp32() + dynamic
+    dynamic = [dict(rule, operation="FULLY_CONNECTED") for rule in _library_recipe("dynamic_wi8_afp32")]
+    return _library_recipe("weight_only_wi8_afp32") + dynamic
 
 
 def _int8_linears(path: Path, weights: list[torch.Tensor]) -> list[dict]:
@@ -170,12 +173,12 @@ def _int8_linears(path: Path, weights: list[torch.Tensor]) -> list[dict]:
     `weights`, int8 weights for the token table, nothing else. An op is found by its weight rather
     than by the names the converter gives tensors (one name lists several fused modules); a rule
     names the op by its scope, the quantizer's name for it."""
-    from ai_edge_quantizer import recipe
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
 
     wanted = [w.detach().to(torch.float32).numpy() for w in weights]
     model = tfl.read_model(path)
-    dynamic, weight_only = recipe.dynamic_wi8_afp32()[0], recipe.weight_only_wi8_afp32()[0]
+    dynamic = _library_recipe("dynamic_wi8_afp32")[0]
+    weight_only = _library_recipe("weight_only_wi8_afp32")[0]
     fully_connected = tfl.TFL_OP_NAME_TO_CODE["FULLY_CONNECTED"]
     rules = [dict(weight_only, operation="EMBEDDING_LOOKUP")]
     found: set[int] = set()

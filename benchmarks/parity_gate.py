@@ -1,5 +1,5 @@
 """How much the parity gate's verdict on a bundle is the bundle's and how much the sample's: each bundle of
-one checkpoint run on its whole held-out test split, then the gate's top-1 agreement measured on many
+one checkpoint run on its whole held-out test split, then the gate (export/parity.py) applied to many
 random samples of the size `make demo` gates on, beside the agreement on the whole split and the noise
 the bundle adds to the similarity scores.
 
@@ -25,7 +25,7 @@ from siglip2_sdk.core.bundle import read_manifest
 from siglip2_sdk.core.checkpoint import load_checkpoint
 from siglip2_sdk.core.digest import weights_digest
 from siglip2_sdk.core.tokenizer import Tokenizer
-from siglip2_sdk.export.parity import Thresholds, top1_agreement
+from siglip2_sdk.export.parity import Thresholds, failures, measure
 from siglip2_sdk.export.writer import bundle_embeddings, float_embeddings, parity_data_from_shards
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,40 +41,34 @@ def bundle_folders(paths: list[Path]) -> list[Path]:
     return found
 
 
-def agreements(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
-    """The gate's (text->image, image->text) top-1 agreement of two (texts x images) score matrices."""
-    return top1_agreement(reference, candidate), top1_agreement(reference.T, candidate.T)
-
-
 def runner_up_margins(scores: np.ndarray) -> np.ndarray:
     """Per query row: how far the best item's score is above the second best's."""
     top = np.sort(scores, axis=1)[:, -2:]
     return top[:, 1] - top[:, 0]
 
 
-def measure_bundle(
-    reference, candidate, gated: np.ndarray, samples: list[np.ndarray], threshold: float
-) -> dict:
-    """The gate's agreement on the `gated` pairs, how often it passes on each of `samples`, and
-    the figures of the whole split."""
-    (ref_image, ref_text), (cand_image, cand_text) = reference, candidate
-    ref_scores, cand_scores = ref_text @ ref_image.T, cand_text @ cand_image.T
+def measure_bundle(reference, candidate, gated: np.ndarray, samples: list[np.ndarray]) -> dict:
+    """The gate's figures (export/parity.py `measure`) on the `gated` pairs and on the whole split, how
+    often the gate passes on each of `samples`, and the noise the bundle adds to the scores."""
+
+    def rows(pair: tuple[np.ndarray, np.ndarray], picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return pair[0][picked], pair[1][picked]
+
     passed, flips = 0, []
-    for rows in samples:
-        pair = np.ix_(rows, rows)
-        t2i, i2t = agreements(ref_scores[pair], cand_scores[pair])
-        passed += t2i >= threshold and i2t >= threshold
-        flips.append((2 - t2i - i2t) * len(rows))
+    for picked in samples:
+        figures = measure(rows(reference, picked), rows(candidate, picked))
+        passed += not failures(figures, Thresholds())
+        flips.append((2 - figures["t2i_top1_agreement"] - figures["i2t_top1_agreement"]) * len(picked))
+    gate, whole = measure(rows(reference, gated), rows(candidate, gated)), measure(reference, candidate)
+    (ref_image, ref_text), (cand_image, cand_text) = reference, candidate
     return {
-        "gate_sample_agreement": agreements(
-            ref_scores[np.ix_(gated, gated)], cand_scores[np.ix_(gated, gated)]
-        ),
+        "gate_sample_agreement": (gate["t2i_top1_agreement"], gate["i2t_top1_agreement"]),
         "pass_rate": passed / len(samples),
         "changed_answers_per_sample": float(np.mean(flips)),
-        "whole_split_agreement": agreements(ref_scores, cand_scores),
-        "score_noise": float((cand_scores - ref_scores).std()),
-        "image_cosine_min": float(np.sum(ref_image * cand_image, axis=1).min()),
-        "text_cosine_min": float(np.sum(ref_text * cand_text, axis=1).min()),
+        "whole_split_agreement": (whole["t2i_top1_agreement"], whole["i2t_top1_agreement"]),
+        "score_noise": float((cand_text @ cand_image.T - ref_text @ ref_image.T).std()),
+        "image_cosine_min": whole["image_cosine_min"],
+        "text_cosine_min": whole["text_cosine_min"],
     }
 
 
@@ -141,7 +135,6 @@ def main() -> int:
     rng = np.random.default_rng(0)
     samples = [rng.choice(len(data.images), args.size, replace=False) for _ in range(args.samples)]
     gated = np.arange(args.size)  # what make demo gates on: the split's first pairs
-    threshold = Thresholds().agreement
     rows = []
     for folder in bundle_folders(args.bundles):
         manifest = read_manifest(folder)
@@ -149,7 +142,7 @@ def main() -> int:
             print(f"skipped {folder}: a bundle of another checkpoint", file=sys.stderr)
             continue
         candidate = bundle_embeddings(folder, manifest, tokenizer, data)
-        row = {"bundle": folder.name, **measure_bundle(reference, candidate, gated, samples, threshold)}
+        row = {"bundle": folder.name, **measure_bundle(reference, candidate, gated, samples)}
         rows.append(row)
         print(f"{folder.name}: passes {row['pass_rate']:.0%} of samples", file=sys.stderr)
     ref_scores = reference[1] @ reference[0].T
@@ -160,7 +153,7 @@ def main() -> int:
         "pairs": len(data.images),
         "samples": args.samples,
         "sample_size": args.size,
-        "threshold": threshold,
+        "threshold": Thresholds().agreement,
         "reference": {
             "score_std": float(ref_scores.std()),
             "runner_up_margin_quantiles": np.quantile(

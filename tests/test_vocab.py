@@ -246,14 +246,14 @@ def test_pruned_tower_lowers_to_executorch_and_litert(model, checkpoint, tokeniz
     from executorch.runtime import Runtime
 
     from siglip2_sdk.export.executorch import _lower
-    from siglip2_sdk.export.lowering import INT8_MODULES
+    from siglip2_sdk.export.lowering import INT8_LINEARS
 
     pruned = PrunedTextEncoder(model, kept_for(model, checkpoint, languages=["en"])).eval()
     ids = torch.from_numpy(tokenizer(EN_TEXTS))
     with torch.no_grad():
         expected = pruned(ids).numpy()
-        for int8_modules, tolerance in (((), 1e-5), (INT8_MODULES["text"], 0.02)):  # fp32, then int8
-            _lower(pruned, ids, tmp_path / "text.pte", int8_linears=int8_modules)
+        for int8_linears, tolerance in (((), 1e-5), (INT8_LINEARS["text"], 0.02)):  # fp32, then int8
+            _lower(pruned, ids, tmp_path / "text.pte", int8_linears=int8_linears)
             method = Runtime.get().load_program(str(tmp_path / "text.pte")).load_method("forward")
             np.testing.assert_allclose(method.execute([ids])[0].numpy(), expected, atol=tolerance)
         # TFLite takes int32 token ids; the remap gather accepts either.
